@@ -1,0 +1,37 @@
+//! The command-line interface: one module per subcommand. `main.rs` only
+//! parses and calls [`main`].
+
+use clap::{Parser, Subcommand};
+
+pub mod probe;
+pub mod sandbox;
+
+/// Exit code for bad input or configuration (a malformed case file, a broken
+/// driver, an impossible policy).
+pub const EXIT_USAGE: i32 = 2;
+
+/// sandspec: conformance harness for Linux process sandboxes.
+#[derive(Debug, Parser)]
+#[command(name = "sandspec", version, about, long_about = None)]
+pub struct Cli {
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: Commands,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Commands {
+    /// Run a command in the reference sandbox.
+    Sandbox(sandbox::SandboxArgs),
+    /// Print the kernel facts sandboxing depends on.
+    Probe(probe::ProbeArgs),
+}
+
+/// Runs the parsed command line; returns the process exit code.
+pub fn main(cli: Cli) -> i32 {
+    match cli.command {
+        Commands::Sandbox(a) => sandbox::exec(a),
+        Commands::Probe(a) => probe::exec(a),
+    }
+}

@@ -1,0 +1,521 @@
+//! The case format: one YAML document per conformance case.
+//!
+//! This file is the contract between the corpus, the harness and the
+//! drivers. Every struct denies unknown fields; every vocabulary (tags,
+//! capabilities, oracles) is a closed enum, so a typo is an error with a
+//! `file:line:column`, never a silently ignored check.
+//!
+//! String values in `policy`, `run`, `setup` and `expect` may use templates,
+//! expanded per case by the harness before anything runs:
+//! `${SCRATCH}` (the case's scratch directory), `${PROBE}` (the probe
+//! binary), `${ORACLE_TCP_PORT}`, `${ORACLE_UDP_PORT}`, `${ORACLE_DNS_PORT}`,
+//! `${ORACLE_TCP_PORT_2}` (a second TCP listener, for port allowlists),
+//! `${VICTIM_PID}` (a harness-owned process outside the sandbox).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::policy::{Limits, Network, Policy, ScopeKind, SetupErrorKind, Size, Timeout};
+
+/// One conformance case.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    /// Stable forever: expectation files and reports key on it.
+    /// Dotted lowercase, e.g. `net.deny.dns-udp`.
+    pub id: String,
+    /// One sentence: what a sandbox must do.
+    pub summary: String,
+    /// Grouping and selection (`--tag`).
+    #[serde(default)]
+    pub tags: Vec<Tag>,
+    /// What the driver and host must offer; unmet means skip, with a reason.
+    #[serde(default)]
+    pub requires: Requires,
+    /// Harness-owned listeners this case uses.
+    #[serde(default)]
+    pub oracles: Vec<OracleKind>,
+    /// Files, directories and symlinks created in the scratch directory.
+    #[serde(default)]
+    pub setup: Setup,
+    /// Run the backend on a simulated kernel (e.g. without Landlock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub simulate: Option<Simulate>,
+    /// The policy under test.
+    #[serde(default)]
+    pub policy: Policy,
+    /// The command under test.
+    pub run: Run,
+    /// What must be observed.
+    pub expect: Expect,
+    /// The same case with the restriction lifted; must succeed. Required
+    /// for every case tagged `isolation`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<Control>,
+}
+
+/// Closed tag vocabulary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tag {
+    /// One of the five cases that started the project.
+    Seed,
+    /// The case checks a restriction: it must fail under the `none` driver.
+    Isolation,
+    /// Filesystem access.
+    Filesystem,
+    /// Network access.
+    Network,
+    /// Process lifecycle: exit codes, signals, timeouts, trees.
+    Process,
+    /// Resource limits.
+    Limits,
+    /// Scripts and interpreters.
+    Script,
+    /// Kernel and platform behaviour (Landlock missing, ABI).
+    Platform,
+    /// Escape attempts.
+    Escape,
+    /// Environment, cwd, stdin.
+    Environment,
+    /// Output capture and caps.
+    Output,
+}
+
+/// Requirements; an unmet one makes the case a skip with its reason.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Requires {
+    /// Capabilities the driver must claim in its handshake.
+    #[serde(default)]
+    pub capabilities: Vec<Capability>,
+    /// Host Landlock ABI: `">=4"`, `"<4"`, `"==7"`, `"any"`, or `"none"`
+    /// (no usable Landlock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub landlock_abi: Option<String>,
+    /// Programs that must be on the host's PATH (e.g. `python3`).
+    #[serde(default)]
+    pub programs: Vec<String>,
+    /// `true`: only as root; `false`: only as a non-root user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<bool>,
+}
+
+/// Closed capability vocabulary, claimed by drivers in `hello`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Capability {
+    /// `policy.read`.
+    #[serde(rename = "fs.read")]
+    FsRead,
+    /// `policy.write`.
+    #[serde(rename = "fs.write")]
+    FsWrite,
+    /// `policy.exec`.
+    #[serde(rename = "fs.exec")]
+    FsExec,
+    /// Missing allowlisted paths are filtered and reported.
+    #[serde(rename = "fs.filter_missing")]
+    FsFilterMissing,
+    /// `network: deny`.
+    #[serde(rename = "net.deny")]
+    NetDeny,
+    /// `network: allow`.
+    #[serde(rename = "net.allow")]
+    NetAllow,
+    /// `network: {tcp_connect: […]}`.
+    #[serde(rename = "net.tcp_connect")]
+    NetTcpConnect,
+    /// `network: {tcp_bind: […]}`.
+    #[serde(rename = "net.tcp_bind")]
+    NetTcpBind,
+    /// `scope: [signal]`.
+    #[serde(rename = "scope.signal")]
+    ScopeSignal,
+    /// `scope: [abstract_unix_socket]`.
+    #[serde(rename = "scope.abstract_unix_socket")]
+    ScopeAbstractUnixSocket,
+    /// `limits.memory`.
+    #[serde(rename = "limits.memory")]
+    LimitsMemory,
+    /// `limits.processes`.
+    #[serde(rename = "limits.processes")]
+    LimitsProcesses,
+    /// `limits.open_files`.
+    #[serde(rename = "limits.open_files")]
+    LimitsOpenFiles,
+    /// `limits.cpu_seconds`.
+    #[serde(rename = "limits.cpu_seconds")]
+    LimitsCpuSeconds,
+    /// `limits.output_bytes`.
+    #[serde(rename = "limits.output_bytes")]
+    LimitsOutputBytes,
+    /// `policy.timeout`, reported as `timeout`, whole tree killed.
+    #[serde(rename = "timeout")]
+    Timeout,
+    /// `run.script` (body passed out of band, not via argv).
+    #[serde(rename = "script")]
+    Script,
+    /// `run.stdin`.
+    #[serde(rename = "stdin")]
+    Stdin,
+    /// `policy.env` (cleared environment).
+    #[serde(rename = "env")]
+    Env,
+    /// `policy.cwd`.
+    #[serde(rename = "cwd")]
+    Cwd,
+}
+
+/// Harness-owned listeners on 127.0.0.1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OracleKind {
+    /// TCP listener counting accepted connections: `${ORACLE_TCP_PORT}`.
+    Tcp,
+    /// A second TCP listener: `${ORACLE_TCP_PORT_2}`.
+    Tcp2,
+    /// UDP socket counting datagrams: `${ORACLE_UDP_PORT}`.
+    Udp,
+    /// DNS responder counting (and answering) queries: `${ORACLE_DNS_PORT}`.
+    Dns,
+    /// A harness-owned process (`${VICTIM_PID}`) that must survive.
+    Victim,
+}
+
+/// What the harness creates in the scratch directory before the run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Setup {
+    /// Directories (relative to the scratch directory).
+    #[serde(default)]
+    pub dirs: Vec<String>,
+    /// Files.
+    #[serde(default)]
+    pub files: Vec<SetupFile>,
+    /// Symlinks.
+    #[serde(default)]
+    pub symlinks: Vec<SetupSymlink>,
+}
+
+/// A file in the scratch directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetupFile {
+    /// Path relative to the scratch directory.
+    pub path: String,
+    /// Literal content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    /// Generated content of this size (repeated `x`), instead of `content`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<Size>,
+    /// Octal mode, e.g. `"0755"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+}
+
+/// A symlink in the scratch directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetupSymlink {
+    /// Link path relative to the scratch directory.
+    pub path: String,
+    /// Where it points (templated; may be absolute).
+    pub target: String,
+}
+
+/// A simulated platform, made real by a seccomp filter the harness installs
+/// on the backend process before it starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Simulate {
+    /// How the landlock syscalls fail.
+    pub landlock: SimulatedLandlock,
+}
+
+/// How the simulated kernel lacks Landlock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SimulatedLandlock {
+    /// Syscalls 444–446 fail with ENOSYS (not built in).
+    Enosys,
+    /// Syscalls 444–446 fail with EOPNOTSUPP (disabled at boot).
+    Eopnotsupp,
+}
+
+/// The command of a case.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Run {
+    /// The argv (templated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub argv: Option<Vec<String>>,
+    /// A script, with a literal or generated body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<RunScript>,
+    /// Text given on stdin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin: Option<String>,
+}
+
+/// A script in a case.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunScript {
+    /// Interpreter and leading arguments.
+    pub interpreter: Vec<String>,
+    /// Literal body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// Generated body (for size tests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generated: Option<GeneratedBody>,
+}
+
+/// A body of `size` bytes: `filler` repeated, then `tail`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeneratedBody {
+    /// Total size, at least.
+    pub size: Size,
+    /// A line repeated to fill (e.g. `"x = 1\n"`).
+    pub filler: String,
+    /// The last lines (e.g. `"print('done')\n"`).
+    pub tail: String,
+}
+
+/// What must be observed. Every present field must match.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// The outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<OutcomeMatcher>,
+    /// Stdout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdout: Option<TextMatcher>,
+    /// Stderr.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stderr: Option<TextMatcher>,
+    /// The probe's JSON report (the last JSON line on stdout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<ProbeMatcher>,
+    /// Oracle counts, e.g. `{dns: {received: 0}}`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub oracles: BTreeMap<OracleKind, OracleMatcher>,
+    /// Host side effects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<HostMatcher>,
+    /// Every pid the probe reported (`pids` in its JSON) is gone after the run.
+    #[serde(default)]
+    pub no_survivors: bool,
+    /// Exactly these paths were reported as filtered (templated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filtered_paths: Option<Vec<String>>,
+    /// The output was (or was not) truncated at the cap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_truncated: Option<bool>,
+}
+
+/// Matches an [`crate::policy::Outcome`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum OutcomeMatcher {
+    /// `{exited: {code: 0}}`; `code` omitted: any.
+    Exited {
+        /// The exit code.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        code: Option<IntMatcher>,
+    },
+    /// `{signaled: {signal: 9}}`; `signal` omitted: any.
+    Signaled {
+        /// The signal number.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signal: Option<IntMatcher>,
+    },
+    /// `timeout`.
+    Timeout,
+    /// `{setup_error: {kind: [landlock_unavailable]}}`; `kind` omitted or
+    /// empty: any kind.
+    SetupError {
+        /// Accepted kinds.
+        #[serde(default)]
+        kind: Vec<SetupErrorKind>,
+    },
+    /// Exited with a non-zero code, or was signaled: "the command failed".
+    Failed,
+}
+
+/// Matches an integer: `0`, `{not: 0}`, `{in: [1, 2]}`, `">=1"`, `"<3"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum IntMatcher {
+    /// Exactly.
+    Eq(i64),
+    /// A comparison string: `">=1"`, `"<=3"`, `">0"`, `"<3"`, `"==2"`, `"!=0"`.
+    Cmp(String),
+    /// `{not: N}` or `{in: [..]}`.
+    Set(IntSet),
+}
+
+/// Set forms of [`IntMatcher`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum IntSet {
+    /// Anything but this.
+    Not(i64),
+    /// One of these.
+    In(Vec<i64>),
+}
+
+/// Matches stdout or stderr (as UTF-8, lossily).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextMatcher {
+    /// Exactly this text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub equals: Option<String>,
+    /// Contains each of these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contains: Vec<String>,
+    /// Contains none of these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_contains: Vec<String>,
+    /// Matches this regex (validated at load).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regex: Option<String>,
+    /// Is (or is not) empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub empty: Option<bool>,
+    /// Byte length.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub len: Option<IntMatcher>,
+}
+
+/// Matches the probe's JSON line.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeMatcher {
+    /// The probe's `ok`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ok: Option<bool>,
+    /// The probe's `errno` is one of these (e.g. `[EACCES, EPERM]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errno: Vec<String>,
+    /// The probe's `value` (op-specific, e.g. bytes read) as an integer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<IntMatcher>,
+}
+
+/// Matches what an oracle saw.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OracleMatcher {
+    /// Connections accepted, datagrams or queries received. For `victim`:
+    /// not used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received: Option<IntMatcher>,
+    /// For `victim`: the process is still alive after the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alive: Option<bool>,
+}
+
+/// Host side effects, checked outside the sandbox after the run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostMatcher {
+    /// Paths that must not exist (templated).
+    #[serde(default)]
+    pub absent: Vec<String>,
+    /// Paths that must exist.
+    #[serde(default)]
+    pub present: Vec<String>,
+    /// Files whose content must be exactly this (path → content).
+    #[serde(default)]
+    pub content: BTreeMap<String, String>,
+}
+
+/// The control run: the case again with the restriction lifted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Control {
+    /// Fields replacing the case's policy fields (each present field
+    /// replaces the whole field).
+    #[serde(default)]
+    pub policy: PolicyPatch,
+    /// Run without the case's `simulate` (default `true` when the case
+    /// simulates a platform).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unsimulated: Option<bool>,
+    /// What the control must observe.
+    pub expect: Expect,
+}
+
+/// A partial [`Policy`] for controls.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyPatch {
+    /// Replaces `read`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read: Option<Vec<std::path::PathBuf>>,
+    /// Replaces `write`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write: Option<Vec<std::path::PathBuf>>,
+    /// Replaces `exec`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec: Option<Vec<std::path::PathBuf>>,
+    /// Replaces `network`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<Network>,
+    /// Replaces `scope`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Vec<ScopeKind>>,
+    /// Replaces `limits`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Limits>,
+    /// Replaces `timeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Timeout>,
+    /// Replaces `env`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<BTreeMap<String, String>>,
+    /// Replaces `cwd`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<std::path::PathBuf>,
+}
+
+impl PolicyPatch {
+    /// `base` with this patch applied.
+    pub fn apply(&self, base: &Policy) -> Policy {
+        let mut p = base.clone();
+        if let Some(v) = &self.read {
+            p.read = v.clone();
+        }
+        if let Some(v) = &self.write {
+            p.write = v.clone();
+        }
+        if let Some(v) = &self.exec {
+            p.exec = v.clone();
+        }
+        if let Some(v) = &self.network {
+            p.network = v.clone();
+        }
+        if let Some(v) = &self.scope {
+            p.scope = v.clone();
+        }
+        if let Some(v) = &self.limits {
+            p.limits = v.clone();
+        }
+        if let Some(v) = &self.timeout {
+            p.timeout = Some(*v);
+        }
+        if let Some(v) = &self.env {
+            p.env = v.clone();
+        }
+        if let Some(v) = &self.cwd {
+            p.cwd = Some(v.clone());
+        }
+        p
+    }
+}

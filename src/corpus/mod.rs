@@ -1,0 +1,4 @@
+//! The conformance corpus: case format ([`case`]), loading and strict
+//! validation.
+
+pub mod case;

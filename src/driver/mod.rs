@@ -1,0 +1,94 @@
+//! Drivers: how the harness reaches a sandbox backend.
+//!
+//! - `reference`: the in-process reference sandbox (the default);
+//! - `none`: plain spawn with a timeout, the negative control;
+//! - `process`: any external program speaking the JSON-lines protocol
+//!   (conformance/PROTOCOL.md).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::corpus::case::{Capability, SimulatedLandlock};
+use crate::policy::{Command, Policy, RunOutput};
+
+/// What a driver says about itself in its handshake.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// Backend name, e.g. `sandlock`.
+    pub name: String,
+    /// Backend version.
+    pub version: String,
+    /// What the backend claims to enforce.
+    pub capabilities: BTreeSet<Capability>,
+}
+
+/// One run request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRequest {
+    /// Sequence number, echoed in the result.
+    pub seq: u64,
+    /// The case id (for the backend's logs).
+    pub case: String,
+    /// The policy, fully templated.
+    pub policy: Policy,
+    /// The command, fully templated.
+    pub command: Command,
+}
+
+/// A driver fault: the harness reports ERROR for the case, never a pass.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum DriverError {
+    /// The driver process could not be started.
+    #[error("failed to start driver {driver}: {why}")]
+    Start {
+        /// The driver.
+        driver: String,
+        /// Why.
+        why: String,
+    },
+    /// The driver died (exited or was killed) before answering.
+    #[error("driver {driver} died: {why}")]
+    Died {
+        /// The driver.
+        driver: String,
+        /// Exit status and last stderr lines.
+        why: String,
+    },
+    /// The driver did not answer within the watchdog.
+    #[error("driver {driver} did not answer within {after:?}")]
+    Hung {
+        /// The driver.
+        driver: String,
+        /// The watchdog.
+        after: Duration,
+    },
+    /// The driver broke the protocol (non-JSON, wrong seq, bad version…).
+    #[error("driver {driver} broke the protocol: {why}")]
+    Protocol {
+        /// The driver.
+        driver: String,
+        /// What was wrong.
+        why: String,
+    },
+}
+
+/// A sandbox backend, as the harness sees it. One instance runs one case at
+/// a time; the harness makes one instance per worker.
+pub trait Driver: Send {
+    /// The handshake.
+    fn hello(&mut self) -> Result<Hello, DriverError>;
+    /// Runs one request; `watchdog` bounds the whole exchange.
+    fn run(&mut self, req: &RunRequest, watchdog: Duration) -> Result<RunOutput, DriverError>;
+}
+
+/// Makes driver instances; `simulate` starts the backend on a simulated
+/// kernel (see [`crate::corpus::case::Simulate`]).
+pub trait DriverFactory: Send + Sync {
+    /// The driver's name, as on the command line.
+    fn name(&self) -> &str;
+    /// A fresh instance.
+    fn spawn(&self, simulate: Option<SimulatedLandlock>) -> Result<Box<dyn Driver>, DriverError>;
+}

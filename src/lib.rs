@@ -1,0 +1,21 @@
+//! sandspec: a conformance harness for Linux process sandboxes, and a small
+//! reference sandbox (Landlock + seccomp, unprivileged, fail-closed) that
+//! passes it.
+//!
+//! - [`policy`]: the shared vocabulary (policy, command, outcome).
+//! - [`kernel`]: kernel facts (Landlock ABI, seccomp, user namespaces).
+//! - [`sandbox`]: the reference sandbox, usable as a library.
+//! - [`corpus`]: YAML conformance cases, strictly validated.
+//! - [`oracle`]: loopback listeners and host checks the harness owns.
+//! - [`driver`]: backends the harness runs cases through.
+//! - [`harness`]: runs the corpus, decides verdicts, reports.
+#![deny(missing_docs)]
+
+pub mod cli;
+pub mod corpus;
+pub mod driver;
+pub mod harness;
+pub mod kernel;
+pub mod oracle;
+pub mod policy;
+pub mod sandbox;

@@ -1,0 +1,603 @@
+//! The shared vocabulary: what a sandboxed command may do ([`Policy`]), what
+//! it runs ([`Command`]) and what happened ([`Outcome`], [`RunOutput`]).
+//!
+//! Every part of sandspec speaks these types: the reference sandbox, the
+//! corpus (YAML), the driver protocol (JSON) and the reports. Deserialisation
+//! is strict (`deny_unknown_fields`), so a typo in a case file or a driver
+//! message is an error, never a silently ignored rule.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// What the sandboxed command may do. Everything not granted is denied.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Paths (files or directories, recursively) the command may read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub read: Vec<PathBuf>,
+    /// Paths the command may read, write, create and remove below.
+    /// Write implies read: a writable file that cannot be read back is of no
+    /// use to a program, and Landlock cannot express "write but not list".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub write: Vec<PathBuf>,
+    /// Paths the command may execute (and read, since executing a script or
+    /// mapping a binary needs it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exec: Vec<PathBuf>,
+    /// Network access; denied unless stated.
+    #[serde(default)]
+    pub network: Network,
+    /// IPC scoping (Landlock ABI 6+): signals to, and abstract unix sockets
+    /// of, processes outside the sandbox.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scope: Vec<ScopeKind>,
+    /// Resource limits.
+    #[serde(default, skip_serializing_if = "Limits::is_empty")]
+    pub limits: Limits,
+    /// Wall-clock limit for the whole process tree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Timeout>,
+    /// The environment of the command: cleared, then exactly these variables
+    /// (plus a minimal `PATH`, see [`DEFAULT_PATH`], unless `PATH` is listed).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Working directory of the command (default: `/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<PathBuf>,
+}
+
+/// The `PATH` a sandboxed command gets when the policy lists none.
+pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// Network access.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Network {
+    /// No network at all: no TCP connect or bind, no UDP, no raw sockets.
+    #[default]
+    Deny,
+    /// Everything.
+    Allow,
+    /// Only the listed TCP ports; UDP and raw sockets stay denied.
+    #[serde(untagged)]
+    Ports(PortRules),
+}
+
+/// TCP port allowlists (Landlock ABI 4+).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortRules {
+    /// Ports the command may `connect()` to, on any address.
+    #[serde(default)]
+    pub tcp_connect: Vec<u16>,
+    /// Ports the command may `bind()` to.
+    #[serde(default)]
+    pub tcp_bind: Vec<u16>,
+}
+
+/// An IPC scope (Landlock ABI 6+).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScopeKind {
+    /// No signals to processes outside the sandbox.
+    Signal,
+    /// No connecting to abstract unix sockets created outside the sandbox.
+    AbstractUnixSocket,
+}
+
+/// Resource limits. `None` means unlimited.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Address space of each process, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Size>,
+    /// Processes (and threads) the sandboxed tree may have at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processes: Option<u32>,
+    /// Open file descriptors per process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_files: Option<u64>,
+    /// CPU time per process, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_seconds: Option<u64>,
+    /// Bytes kept of each of stdout and stderr; the rest is read and dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_bytes: Option<Size>,
+}
+
+impl Limits {
+    /// True when no limit is set.
+    pub fn is_empty(&self) -> bool {
+        *self == Limits::default()
+    }
+}
+
+/// Default cap on each of stdout and stderr when the policy sets none.
+pub const DEFAULT_OUTPUT_BYTES: u64 = 16 << 20;
+
+/// A size in bytes; parsed from `4096`, `"64K"`, `"64KiB"`, `"16M"`, `"1G"`
+/// (powers of 1024; `kB`/`MB`/`GB` are powers of 1000).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Size(pub u64);
+
+impl FromStr for Size {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let n: f64 = num
+            .parse()
+            .map_err(|_| format!("invalid size {s:?}: expected a number and an optional unit"))?;
+        let mult: u64 = match unit.trim() {
+            "" | "B" => 1,
+            "K" | "k" | "KiB" | "Ki" => 1 << 10,
+            "M" | "MiB" | "Mi" => 1 << 20,
+            "G" | "GiB" | "Gi" => 1 << 30,
+            "T" | "TiB" | "Ti" => 1 << 40,
+            "kB" | "KB" => 1_000,
+            "MB" => 1_000_000,
+            "GB" => 1_000_000_000,
+            other => return Err(format!(
+                "invalid size {s:?}: unknown unit {other:?} (use B, K, M, G, T, KiB…, kB, MB, GB)"
+            )),
+        };
+        let bytes = n * mult as f64;
+        if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
+            return Err(format!("invalid size {s:?}: out of range"));
+        }
+        Ok(Size(bytes as u64))
+    }
+}
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.0;
+        for (unit, shift) in [("G", 30), ("M", 20), ("K", 10)] {
+            if b >= 1 << shift && b % (1 << shift) == 0 {
+                return write!(f, "{}{}", b >> shift, unit);
+            }
+        }
+        write!(f, "{b}")
+    }
+}
+
+impl Serialize for Size {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            N(u64),
+            S(String),
+        }
+        match Repr::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("invalid size: expected bytes (4096) or a string (\"64M\")")
+        })? {
+            Repr::N(n) => Ok(Size(n)),
+            Repr::S(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// A wall-clock timeout; parsed from `"2s"`, `"500ms"`, `"1.5s"`, `"1m"` or a
+/// number of seconds. Serialised as whole milliseconds (`"1500ms"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timeout(pub Duration);
+
+impl FromStr for Timeout {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let n: f64 = num
+            .parse()
+            .map_err(|_| format!("invalid duration {s:?}: expected e.g. \"2s\" or \"500ms\""))?;
+        let secs = match unit.trim() {
+            "" | "s" => n,
+            "ms" => n / 1000.0,
+            "us" => n / 1_000_000.0,
+            "m" | "min" => n * 60.0,
+            other => {
+                return Err(format!(
+                    "invalid duration {s:?}: unknown unit {other:?} (use ms, s, m)"
+                ))
+            }
+        };
+        Duration::try_from_secs_f64(secs)
+            .map(Timeout)
+            .map_err(|_| format!("invalid duration {s:?}: out of range"))
+    }
+}
+
+impl fmt::Display for Timeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_millis();
+        if ms % 1000 == 0 {
+            write!(f, "{}s", ms / 1000)
+        } else {
+            write!(f, "{ms}ms")
+        }
+    }
+}
+
+impl Serialize for Timeout {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}ms", self.0.as_millis()))
+    }
+}
+
+impl<'de> Deserialize<'de> for Timeout {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            N(f64),
+            S(String),
+        }
+        match Repr::deserialize(d).map_err(|_| {
+            serde::de::Error::custom(
+                "invalid duration: expected seconds (2) or a string (\"500ms\")",
+            )
+        })? {
+            Repr::N(n) => Duration::try_from_secs_f64(n)
+                .map(Timeout)
+                .map_err(|_| serde::de::Error::custom(format!("invalid duration {n}"))),
+            Repr::S(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// What to run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "CommandRepr", into = "CommandRepr")]
+pub struct Command {
+    /// The program and its arguments.
+    pub program: Program,
+    /// Bytes given to the command on stdin (then EOF). Empty: stdin is at
+    /// EOF from the start.
+    pub stdin: Vec<u8>,
+}
+
+/// The wire form of [`Command`]: `{argv: [...]}` or `{script: {...}}`, plus
+/// an optional `stdin_b64`.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommandRepr {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    argv: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    script: Option<Script>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "b64")]
+    stdin_b64: Vec<u8>,
+}
+
+impl TryFrom<CommandRepr> for Command {
+    type Error = String;
+    fn try_from(r: CommandRepr) -> Result<Self, String> {
+        let program = match (r.argv, r.script) {
+            (Some(argv), None) if !argv.is_empty() => Program::Argv(argv),
+            (Some(_), None) => return Err("argv must not be empty".into()),
+            (None, Some(script)) => Program::Script(script),
+            _ => return Err("a command has exactly one of `argv` and `script`".into()),
+        };
+        Ok(Command {
+            program,
+            stdin: r.stdin_b64,
+        })
+    }
+}
+
+impl From<Command> for CommandRepr {
+    fn from(c: Command) -> Self {
+        let (argv, script) = match c.program {
+            Program::Argv(a) => (Some(a), None),
+            Program::Script(s) => (None, Some(s)),
+        };
+        CommandRepr {
+            argv,
+            script,
+            stdin_b64: c.stdin,
+        }
+    }
+}
+
+impl Command {
+    /// A command from an argv.
+    pub fn argv<I, S>(argv: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Command {
+            program: Program::Argv(argv.into_iter().map(Into::into).collect()),
+            stdin: Vec::new(),
+        }
+    }
+
+    /// A script run by an interpreter, the body passed out of band.
+    pub fn script(interpreter: impl Into<String>, body: impl Into<String>) -> Self {
+        Command {
+            program: Program::Script(Script {
+                interpreter: vec![interpreter.into()],
+                body: body.into(),
+            }),
+            stdin: Vec::new(),
+        }
+    }
+
+    /// The same command with `stdin` as its input.
+    pub fn with_stdin(mut self, stdin: impl Into<Vec<u8>>) -> Self {
+        self.stdin = stdin.into();
+        self
+    }
+}
+
+/// The program part of a [`Command`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Program {
+    /// `argv[0]` is looked up in the policy's `PATH` when it has no slash.
+    Argv(Vec<String>),
+    /// A script body run by an interpreter. The body may be megabytes: a
+    /// backend must not pass it through argv (ARG_MAX). The reference
+    /// sandbox streams it through a pipe the interpreter opens as
+    /// `/dev/fd/3`.
+    Script(Script),
+}
+
+/// A script and the interpreter that runs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Script {
+    /// The interpreter and its leading arguments, e.g. `["python3"]` or
+    /// `["sh", "-e"]`; a single string is accepted too.
+    #[serde(deserialize_with = "one_or_many")]
+    pub interpreter: Vec<String>,
+    /// The script's text.
+    pub body: String,
+}
+
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Repr {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(
+        match Repr::deserialize(d)
+            .map_err(|_| serde::de::Error::custom("expected a string or a list of strings"))?
+        {
+            Repr::One(s) => vec![s],
+            Repr::Many(v) => v,
+        },
+    )
+}
+
+/// Base64 for byte fields in JSON and YAML.
+pub mod b64 {
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Serialise bytes as standard base64.
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(v))
+    }
+
+    /// Deserialise standard base64 into bytes.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(s.as_bytes())
+            .map_err(|e| serde::de::Error::custom(format!("invalid base64: {e}")))
+    }
+}
+
+/// How a run ended: exactly one of these.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The command exited by itself with this code.
+    Exited {
+        /// The exit status (0–255).
+        code: i32,
+    },
+    /// The command was killed by this signal (not by the sandbox's timeout).
+    Signaled {
+        /// The signal number.
+        signal: i32,
+    },
+    /// The deadline fired and the sandbox killed the whole process tree.
+    Timeout,
+    /// The sandbox refused to start; the command never ran.
+    SetupError {
+        /// What went wrong, for machines.
+        kind: SetupErrorKind,
+        /// What went wrong, for people.
+        message: String,
+    },
+}
+
+/// Why a sandbox could not be set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SetupErrorKind {
+    /// The kernel has no Landlock (ENOSYS: not built in).
+    LandlockUnavailable,
+    /// Landlock is built in but disabled at boot (EOPNOTSUPP).
+    LandlockDisabled,
+    /// The kernel's Landlock ABI is too old for what the policy asks.
+    AbiTooLow,
+    /// The policy itself is wrong (e.g. a relative path, an empty argv).
+    InvalidPolicy,
+    /// An allowlisted path exists but could not be opened.
+    PathError,
+    /// `landlock_restrict_self`, the seccomp filter or a limit failed.
+    RestrictFailed,
+    /// The command could not be started (fork, exec, pipes).
+    SpawnFailed,
+    /// The backend reported a setup failure it did not classify.
+    Other,
+}
+
+impl SetupErrorKind {
+    /// The snake_case name used in YAML and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SetupErrorKind::LandlockUnavailable => "landlock_unavailable",
+            SetupErrorKind::LandlockDisabled => "landlock_disabled",
+            SetupErrorKind::AbiTooLow => "abi_too_low",
+            SetupErrorKind::InvalidPolicy => "invalid_policy",
+            SetupErrorKind::PathError => "path_error",
+            SetupErrorKind::RestrictFailed => "restrict_failed",
+            SetupErrorKind::SpawnFailed => "spawn_failed",
+            SetupErrorKind::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for SetupErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Everything a run produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunOutput {
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Captured stdout, at most the policy's `output_bytes`.
+    #[serde(with = "b64", rename = "stdout_b64")]
+    pub stdout: Vec<u8>,
+    /// Captured stderr, at most the policy's `output_bytes`.
+    #[serde(with = "b64", rename = "stderr_b64")]
+    pub stderr: Vec<u8>,
+    /// True when stdout or stderr went past the cap and was cut.
+    #[serde(default)]
+    pub output_truncated: bool,
+    /// Allowlisted paths that did not exist and were left out of the rules.
+    #[serde(default)]
+    pub filtered_paths: Vec<PathBuf>,
+    /// Wall time from spawn to the end of the tree.
+    #[serde(rename = "duration_us", with = "micros")]
+    pub duration: Duration,
+}
+
+impl RunOutput {
+    /// A run that never started.
+    pub fn setup_error(kind: SetupErrorKind, message: impl Into<String>) -> Self {
+        RunOutput {
+            outcome: Outcome::SetupError {
+                kind,
+                message: message.into(),
+            },
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            output_truncated: false,
+            filtered_paths: Vec::new(),
+            duration: Duration::ZERO,
+        }
+    }
+}
+
+mod micros {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_micros() as u64)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_micros(u64::deserialize(d)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_binary_and_decimal_units() {
+        assert_eq!("4096".parse::<Size>().unwrap(), Size(4096));
+        assert_eq!("64K".parse::<Size>().unwrap(), Size(64 << 10));
+        assert_eq!("16MiB".parse::<Size>().unwrap(), Size(16 << 20));
+        assert_eq!("1G".parse::<Size>().unwrap(), Size(1 << 30));
+        assert_eq!("2MB".parse::<Size>().unwrap(), Size(2_000_000));
+        assert!("12 parsecs".parse::<Size>().is_err());
+        assert!("".parse::<Size>().is_err());
+    }
+
+    #[test]
+    fn timeouts_parse_and_print() {
+        assert_eq!(
+            "500ms".parse::<Timeout>().unwrap().0,
+            Duration::from_millis(500)
+        );
+        assert_eq!("2".parse::<Timeout>().unwrap().0, Duration::from_secs(2));
+        assert_eq!(
+            "1.5s".parse::<Timeout>().unwrap().0,
+            Duration::from_millis(1500)
+        );
+        assert!("soon".parse::<Timeout>().is_err());
+        assert_eq!(Timeout(Duration::from_millis(1500)).to_string(), "1500ms");
+    }
+
+    #[test]
+    fn policy_json_round_trips_and_rejects_unknown_fields() {
+        let p: Policy = serde_json::from_str(
+            r#"{"read":["/usr"],"network":{"tcp_connect":[80]},"limits":{"memory":"64M"},"timeout":"2s"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            p.network,
+            Network::Ports(PortRules {
+                tcp_connect: vec![80],
+                tcp_bind: vec![]
+            })
+        );
+        assert_eq!(p.limits.memory, Some(Size(64 << 20)));
+        let back: Policy = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+        assert_eq!(back, p);
+        assert!(serde_json::from_str::<Policy>(r#"{"raed":["/usr"]}"#).is_err());
+        assert!(serde_json::from_str::<Policy>(r#"{"network":"maybe"}"#).is_err());
+        let deny: Policy = serde_json::from_str(r#"{"network":"deny"}"#).unwrap();
+        assert_eq!(deny.network, Network::Deny);
+    }
+
+    #[test]
+    fn outcome_json_shape_matches_the_protocol() {
+        let o = Outcome::Exited { code: 1 };
+        assert_eq!(
+            serde_json::to_string(&o).unwrap(),
+            r#"{"exited":{"code":1}}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&Outcome::Timeout).unwrap(),
+            r#""timeout""#
+        );
+        let c: Command =
+            serde_json::from_str(r#"{"script":{"interpreter":"python3","body":"print(1)"}}"#)
+                .unwrap();
+        assert!(matches!(c.program, Program::Script(_)));
+    }
+}
