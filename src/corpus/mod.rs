@@ -25,6 +25,7 @@ pub mod matcher;
 pub mod setup;
 pub mod template;
 pub mod validate;
+pub mod vocab;
 
 use case::Case;
 use locate::{Index, Pos};

@@ -12,6 +12,7 @@ use super::locate::{Index, Pos};
 use super::matcher::AbiRequirement;
 use super::setup::{check_relative, parse_mode};
 use super::template;
+use super::vocab::{oracle_name, tag_name};
 
 /// A problem found in one case: where, and what.
 pub type Found = (Pos, String);
@@ -379,22 +380,6 @@ fn is_errno_name(s: &str) -> bool {
         && s.starts_with('E')
         && s.chars()
             .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
-}
-
-/// The snake_case YAML name of a tag.
-pub fn tag_name(t: Tag) -> String {
-    serde_json::to_value(t)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
-}
-
-/// The snake_case YAML name of an oracle.
-pub fn oracle_name(o: OracleKind) -> String {
-    serde_json::to_value(o)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
 }
 
 /// The one-line reason of a regex error (the crate's message spans lines).
