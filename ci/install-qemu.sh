@@ -3,7 +3,8 @@
 # - QEMU from <codename>-backports (bookworm's own QEMU 7.2 would replace
 #   the machine's backports qemu-utils), through a private apt config;
 # - musl-tools (musl-gcc: a dependency's build script compiles C for the
-#   musl target).
+#   musl target);
+# - cpio, to pack the initramfs (busybox's cpio applet here cannot create).
 # Never edits /etc/apt. Idempotent.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -45,5 +46,12 @@ install_musl_gcc() {
   apt-get "${apt_install_opts[@]}" install musl-tools >&2 || log "failed to install musl-tools; the guest build falls back to glibc +crt-static"
 }
 
+install_cpio() {
+  command -v cpio >/dev/null && return 0
+  log "installing cpio"
+  apt-get "${apt_install_opts[@]}" install cpio >&2 || die "failed to install cpio"
+}
+
 install_qemu
 install_musl_gcc
+install_cpio

@@ -35,8 +35,12 @@ cached_payload() {
     # carries /usr/lib/modules/<ver>/vmlinuz (linux-image-* is then empty).
     vmlinuz) dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$tmp/x" --wildcards './boot/vmlinuz-*' './usr/lib/modules/*/vmlinuz' 2>/dev/null || true
       found=$(find "$tmp/x/boot" "$tmp/x/usr/lib/modules" -type f \( -name 'vmlinuz-*' -o -name vmlinuz \) 2>/dev/null | head -n 1) ;;
-    busybox) dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$tmp/x" --wildcards '*/busybox' 2>/dev/null || true
-      found=$(find "$tmp/x" -type f -name busybox | head -n 1) ;;
+    busybox) dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$tmp/x" --wildcards '*bin/busybox' 2>/dev/null || true
+      found=$(find "$tmp/x" -type f -path '*bin/busybox' | head -n 1)
+      if [[ -n $found ]] && ! "$found" true; then
+        log "failed to use busybox from $pkg=$ver: $found does not run here"
+        found=""
+      fi ;;
   esac
   if [[ -z $found ]]; then
     log "failed to extract $what from $pkg=$ver: the package has neither /boot/vmlinuz-* nor /usr/lib/modules/*/vmlinuz (a metapackage? 6.19+ kernels are in linux-binary-*)"
