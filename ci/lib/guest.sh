@@ -50,8 +50,9 @@ guest_build() {
   if musl_usable && guest_build_for "$list" musl "$log_musl"; then
     :
   else
-    [[ -s $log_musl ]] && grep -m 3 -A 3 '^error' "$log_musl" >&2
-    log "the musl build is unavailable or failed: falling back to glibc +crt-static"
+    local first=""
+    [[ -s $log_musl ]] && first=$(grep -m 1 -A 1 '^error' "$log_musl" | tr -s ' \n' ' ')
+    log "the musl build is unavailable or failed${first:+ ($first; log: $log_musl)}: falling back to glibc +crt-static"
     if ! guest_build_for "$list" gnu "$log_gnu"; then
       grep -A 6 '^error' "$log_gnu" | head -n 40 >&2
       die "failed to build the test binaries for $KM_TARGET (log: $log_gnu)"
