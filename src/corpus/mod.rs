@@ -22,6 +22,7 @@ use serde_saphyr::{DefaultMessageFormatter, MessageFormatter};
 pub mod case;
 pub mod locate;
 pub mod matcher;
+pub mod schema;
 pub mod setup;
 pub mod template;
 pub mod validate;
