@@ -10,7 +10,9 @@
 //! `${SCRATCH}` (the case's scratch directory), `${PROBE}` (the probe
 //! binary), `${ORACLE_TCP_PORT}`, `${ORACLE_UDP_PORT}`, `${ORACLE_DNS_PORT}`,
 //! `${ORACLE_TCP_PORT_2}` (a second TCP listener, for port allowlists),
-//! `${VICTIM_PID}` (a harness-owned process outside the sandbox).
+//! `${VICTIM_PID}` (a harness-owned process outside the sandbox),
+//! `${ORACLE_UNIX_NAME}` (an abstract unix socket outside the sandbox).
+//! Port lists hold numbers, so oracle ports go in `oracle_ports` instead.
 
 use std::collections::BTreeMap;
 
@@ -46,6 +48,9 @@ pub struct Case {
     /// The policy under test.
     #[serde(default)]
     pub policy: Policy,
+    /// Oracle ports added to `policy.network`'s TCP rules at run time.
+    #[serde(default, skip_serializing_if = "OraclePorts::is_empty")]
+    pub oracle_ports: OraclePorts,
     /// The command under test.
     pub run: Run,
     /// What must be observed.
@@ -188,6 +193,33 @@ pub enum OracleKind {
     Dns,
     /// A harness-owned process (`${VICTIM_PID}`) that must survive.
     Victim,
+    /// A listener on an abstract unix socket outside the sandbox, counting
+    /// accepted connections; its name (without the leading NUL) in
+    /// `${ORACLE_UNIX_NAME}`. For `scope: [abstract_unix_socket]`.
+    Unix,
+}
+
+/// Oracle ports to add to the case's TCP port rules at run time, when
+/// their numbers are known (a port list holds numbers, so it cannot hold a
+/// `${ORACLE_TCP_PORT}` template). Applied by [`crate::corpus::template::expand`]
+/// to `policy.network`, which must then be a port-rule map; a control that
+/// replaces `network` replaces them too.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OraclePorts {
+    /// Oracles (`tcp`, `tcp2`) whose ports are added to `tcp_connect`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tcp_connect: Vec<OracleKind>,
+    /// Oracles (`tcp`, `tcp2`) whose ports are added to `tcp_bind`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tcp_bind: Vec<OracleKind>,
+}
+
+impl OraclePorts {
+    /// True when no oracle port is listed.
+    pub fn is_empty(&self) -> bool {
+        self.tcp_connect.is_empty() && self.tcp_bind.is_empty()
+    }
 }
 
 /// What the harness creates in the scratch directory before the run.

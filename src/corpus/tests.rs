@@ -314,3 +314,30 @@ fn files_other_than_yaml_and_hidden_files_are_ignored() {
     write(tmp.path(), ".hidden.yaml", "garbage: [");
     assert_eq!(load(tmp.path()).unwrap().len(), 1);
 }
+
+#[test]
+fn oracle_ports_need_port_rules_and_listed_tcp_oracles() {
+    let text =
+        format!("{GOOD}oracles: [tcp, udp]\noracle_ports: {{tcp_connect: [tcp, udp, tcp2]}}\n");
+    let p = problems(&text);
+    let expected = [
+        "9:1: oracle_ports needs policy.network to be a port-rule map",
+        "9:35: oracle udp has no TCP port",
+        "9:40: oracle tcp2 is not listed",
+    ];
+    assert_eq!(p.len(), expected.len(), "{p:#?}");
+    for (got, want) in p.iter().zip(expected) {
+        assert!(got.starts_with(want), "{got:?} should start with {want:?}");
+    }
+    let ok = GOOD.replace(
+        "{read: [/usr]}",
+        "{read: [/usr], network: {tcp_connect: []}}",
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let f = write(
+        tmp.path(),
+        "ok.yaml",
+        &format!("{ok}oracles: [tcp]\noracle_ports: {{tcp_connect: [tcp]}}\n"),
+    );
+    assert_eq!(load(&f).unwrap().len(), 1);
+}
