@@ -29,6 +29,9 @@ pub enum Commands {
     Probe(probe::ProbeArgs),
     /// List the cases of a corpus.
     List(list::ListArgs),
+    /// Print the JSON Schema of case files (writes conformance/schema.json).
+    #[command(hide = true)]
+    Schema,
 }
 
 /// Runs the parsed command line; returns the process exit code.
@@ -37,5 +40,9 @@ pub fn main(cli: Cli) -> i32 {
         Commands::Sandbox(a) => sandbox::exec(*a),
         Commands::Probe(a) => probe::exec(a),
         Commands::List(a) => list::exec(a),
+        Commands::Schema => {
+            print!("{}", crate::corpus::schema::json());
+            0
+        }
     }
 }
