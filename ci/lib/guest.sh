@@ -76,6 +76,8 @@ guest_initramfs() {
   mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,etc,proc,sys,dev,tmp,root,sandspec}
   install -m 0755 "$busybox" "$stage/bin/busybox"
   install -m 0755 "$KM_HERE/guest/init" "$stage/init"
+  install -m 0755 "$KM_HERE/guest/runuser" "$stage/usr/sbin/runuser"
+  printf 'sandspec-guest\n' >"$stage/etc/hostname"
   printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/sh\n' >"$stage/etc/passwd"
   printf 'root:x:0:\nnogroup:x:65534:\n' >"$stage/etc/group"
   printf '/bin/sh\n' >"$stage/etc/shells"
