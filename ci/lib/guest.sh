@@ -73,7 +73,10 @@ stage_binary() {
 guest_initramfs() {
   local list=$1 out=$2 busybox=$3 stage name path bin
   stage=$(mktemp -d)
-  mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,etc,proc,sys,dev,tmp,root,sandspec}
+  mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,usr/lib,usr/lib64,etc,proc,sys,dev,tmp,root,sandspec}
+  # the merged-/usr layout of a Debian host, which tests' policies name
+  ln -s usr/lib "$stage/lib"
+  ln -s usr/lib64 "$stage/lib64"
   install -m 0755 "$busybox" "$stage/bin/busybox"
   install -m 0755 "$KM_HERE/guest/init" "$stage/init"
   install -m 0755 "$KM_HERE/guest/runuser" "$stage/usr/sbin/runuser"
