@@ -80,6 +80,7 @@ apt_kernels_update() {
   if apt_private_update "$KM_APT" "${suites[@]}"; then
     KM_ARCHIVE=up
   else
+    # shellcheck disable=SC2034 # read by the scripts that source this file
     KM_ARCHIVE=down
     log "the archive is unreachable: pins cannot be re-checked; only cached kernels can boot"
   fi
@@ -99,6 +100,7 @@ apt_suite_index() {
 apt_suite_index_uncached() {
   local opts files f
   mapfile -t opts < <(apt_private_opts "$KM_APT")
+  # shellcheck disable=SC2016 # $(FILENAME) is apt's format syntax, not the shell's
   mapfile -t files < <(apt-get "${opts[@]}" indextargets --format '$(FILENAME)' "Codename: $1" "Identifier: Packages")
   [[ ${#files[@]} -gt 0 ]] || die "failed to read the package index of suite $1: apt has none (is it in the lock file?)"
   for f in "${files[@]}"; do

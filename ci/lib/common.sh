@@ -7,6 +7,7 @@ die() { printf 'kernel-matrix: %s\n' "$*" >&2; exit 2; }
 
 # Where kernels, busybox and the private apt state are cached: outside the
 # clone, so a fresh clone on the same machine reuses them.
+# shellcheck disable=SC2034 # used by the scripts that source this file
 KM_CACHE="${SANDSPEC_KERNEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sandspec/kernels}"
 
 # Lock rows: suite package version sha256 expected_abi [extra kernel args...]
