@@ -147,9 +147,11 @@ impl FromStr for Size {
             "kB" | "KB" => 1_000,
             "MB" => 1_000_000,
             "GB" => 1_000_000_000,
-            other => return Err(format!(
+            other => {
+                return Err(format!(
                 "invalid size {s:?}: unknown unit {other:?} (use B, K, M, G, T, KiB…, kB, MB, GB)"
-            )),
+            ))
+            }
         };
         let bytes = n * mult as f64;
         if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
