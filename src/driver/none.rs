@@ -17,10 +17,10 @@ use nix::poll::{poll, PollFd, PollFlags};
 use super::child::kill_group;
 use super::{Driver, DriverError, DriverFactory, Hello, RunRequest};
 use crate::corpus::case::SimulatedLandlock;
-use crate::harness::shim::NoLandlock;
 use crate::policy::{
     Outcome, Program, RunOutput, SetupErrorKind, DEFAULT_OUTPUT_BYTES, DEFAULT_PATH,
 };
+use crate::sandbox::simulate::NoLandlock;
 
 /// How long output is still collected after the command exited, from
 /// processes it left behind that hold the pipes open. They are not waited

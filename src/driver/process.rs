@@ -22,8 +22,8 @@ use super::child::{exited_within, kill_and_reap, kill_group};
 use super::protocol::{self, Reply, ToDriver, MAX_LINE_BYTES, PROTOCOL_VERSION};
 use super::{Driver, DriverError, DriverFactory, Hello, RunRequest};
 use crate::corpus::case::SimulatedLandlock;
-use crate::harness::shim::NoLandlock;
 use crate::policy::RunOutput;
+use crate::sandbox::simulate::NoLandlock;
 
 /// Lines of the driver's stderr kept for error messages.
 const STDERR_LINES: usize = 12;

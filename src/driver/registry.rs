@@ -55,19 +55,9 @@ pub struct DriverFile {
     pub command: Vec<String>,
 }
 
-/// `./conformance` when it exists, else the source tree's `conformance/`.
-pub fn default_conformance_dir() -> PathBuf {
-    let here = PathBuf::from("conformance");
-    if here.is_dir() {
-        here
-    } else {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("conformance")
-    }
-}
-
 /// Resolves `name` against the default `conformance/drivers/`.
 pub fn resolve(name: &str) -> Result<DriverSpec, String> {
-    resolve_in(&default_conformance_dir().join("drivers"), name)
+    resolve_in(&crate::corpus::default_cases_dir().join("drivers"), name)
 }
 
 /// Resolves `name` against `drivers_dir`.

@@ -7,9 +7,9 @@ use std::sync::mpsc;
 
 use super::expectations::Expectations;
 use super::runner::Harness;
-use super::shim::LoadedCase;
 use super::slot::DriverSlot;
 use super::status::CaseResult;
+use crate::corpus::LoadedCase;
 use crate::driver::DriverFactory;
 
 impl Harness {

@@ -6,6 +6,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use crate::corpus::case::{Capability, Requires};
+use crate::corpus::matcher::AbiRequirement;
+use crate::corpus::vocab::capability_name;
 use crate::kernel::LandlockSupport;
 
 /// Host facts, probed once per run.
@@ -73,56 +75,10 @@ pub fn check(
     }
 }
 
-/// The capability's name as in YAML and the protocol.
-pub fn capability_name(c: Capability) -> String {
-    match serde_json::to_value(c) {
-        Ok(serde_json::Value::String(s)) => s,
-        _ => format!("{c:?}"),
-    }
-}
-
-/// Does `landlock` satisfy `spec`? `"none"`: no usable Landlock; `"any"`:
-/// Landlock at any ABI; `">=N"`, `">N"`, `"<=N"`, `"<N"`, `"==N"`, `"!=N"`
-/// or a bare `N`: Landlock at an ABI that compares so (no Landlock satisfies
-/// none of them).
+/// Does `landlock` satisfy `spec` (`"any"`, `"none"`, `">=4"`…, see
+/// [`AbiRequirement`])? `Err` for a malformed spec.
 pub fn abi_matches(spec: &str, landlock: LandlockSupport) -> Result<bool, String> {
-    let s = spec.trim();
-    if s == "none" {
-        return Ok(landlock.abi().is_none());
-    }
-    if s == "any" {
-        return Ok(landlock.abi().is_some());
-    }
-    let (op, num) = split_comparison(s);
-    let n: u32 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("invalid landlock_abi requirement {spec:?}"))?;
-    let Some(abi) = landlock.abi() else {
-        return Ok(false);
-    };
-    Ok(compare(op, i64::from(abi), i64::from(n)))
-}
-
-/// Splits `">=4"` into (`">="`, `"4"`); a bare number is `==`.
-pub(crate) fn split_comparison(s: &str) -> (&str, &str) {
-    for op in [">=", "<=", "==", "!=", ">", "<"] {
-        if let Some(rest) = s.strip_prefix(op) {
-            return (op, rest);
-        }
-    }
-    ("==", s)
-}
-
-pub(crate) fn compare(op: &str, a: i64, b: i64) -> bool {
-    match op {
-        ">=" => a >= b,
-        "<=" => a <= b,
-        ">" => a > b,
-        "<" => a < b,
-        "!=" => a != b,
-        _ => a == b,
-    }
+    Ok(AbiRequirement::parse(spec)?.satisfied_by(landlock.abi()))
 }
 
 /// An executable `name` on the harness's `PATH` (or at that path, when it
@@ -155,7 +111,7 @@ mod tests {
         let seven = LandlockSupport::Abi(7);
         assert!(abi_matches(">=4", seven).unwrap());
         assert!(!abi_matches("<4", seven).unwrap());
-        assert!(abi_matches("7", seven).unwrap());
+        assert!(abi_matches("==7", seven).unwrap());
         assert!(abi_matches("any", seven).unwrap());
         assert!(!abi_matches("none", seven).unwrap());
         assert!(abi_matches("none", LandlockSupport::NotBuilt).unwrap());

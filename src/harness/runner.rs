@@ -8,10 +8,13 @@ use std::time::{Duration, Instant};
 
 use super::evaluate::{evaluate, Observation, ProbeReport};
 use super::requirements::{self, HostFacts};
-use super::shim::{command, expand, materialize, survivors, LoadedCase, Oracles};
+use super::shim::{survivors, Oracles};
 use super::slot::DriverSlot;
 use super::status::{CaseResult, Status};
 use crate::corpus::case::{Case, Expect};
+use crate::corpus::setup::{command, materialize};
+use crate::corpus::template::expand;
+use crate::corpus::LoadedCase;
 use crate::driver::{DriverError, RunRequest};
 use crate::policy::{Outcome, Policy, RunOutput};
 

@@ -3,15 +3,8 @@
 
 use regex::Regex;
 
-use super::shim::LoadedCase;
 use crate::corpus::case::Tag;
-
-/// Parses a tag name as in YAML (`isolation`, `seed`…).
-pub fn parse_tag(s: &str) -> Result<Tag, String> {
-    serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|_| {
-        format!("unknown tag {s:?} (see the `tags` vocabulary in conformance/README.md)")
-    })
-}
+use crate::corpus::LoadedCase;
 
 /// The cases whose id matches `filter` (if any) and that carry at least one
 /// of `tags` (if any), in corpus order.

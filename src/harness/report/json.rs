@@ -110,7 +110,7 @@ pub fn build(info: &RunInfo, results: &[CaseResult]) -> RunReport {
                 .backend
                 .capabilities
                 .iter()
-                .map(|c| crate::harness::requirements::capability_name(*c))
+                .map(|c| crate::corpus::vocab::capability_name(*c))
                 .collect(),
         },
         kernel: info.kernel.clone(),
@@ -135,10 +135,7 @@ pub fn build(info: &RunInfo, results: &[CaseResult]) -> RunReport {
                 tags: r
                     .tags
                     .iter()
-                    .map(|t| match serde_json::to_value(t) {
-                        Ok(serde_json::Value::String(s)) => s,
-                        _ => format!("{t:?}"),
-                    })
+                    .map(|t| crate::corpus::vocab::tag_name(*t))
                     .collect(),
                 file: r.path.clone(),
             })
