@@ -3,8 +3,11 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod driver;
+pub mod driver_check;
 pub mod list;
 pub mod probe;
+pub mod run;
 pub mod sandbox;
 
 /// Exit code for bad input or configuration (a malformed case file, a broken
@@ -29,6 +32,12 @@ pub enum Commands {
     Probe(probe::ProbeArgs),
     /// List the cases of a corpus.
     List(list::ListArgs),
+    /// Run the conformance corpus against a driver.
+    Run(Box<run::RunArgs>),
+    /// Serve the reference sandbox over the driver protocol on stdin/stdout.
+    Driver(driver::DriverArgs),
+    /// Check a driver's handshake and one trivial run, and explain faults.
+    DriverCheck(driver_check::DriverCheckArgs),
 }
 
 /// Runs the parsed command line; returns the process exit code.
@@ -37,5 +46,8 @@ pub fn main(cli: Cli) -> i32 {
         Commands::Sandbox(a) => sandbox::exec(*a),
         Commands::Probe(a) => probe::exec(a),
         Commands::List(a) => list::exec(a),
+        Commands::Run(a) => run::exec(*a),
+        Commands::Driver(a) => driver::exec(a),
+        Commands::DriverCheck(a) => driver_check::exec(a),
     }
 }
