@@ -128,5 +128,8 @@ fn a_driver_refusing_a_run_is_an_error_but_keeps_its_instance() {
     assert_fault_then_recovery(&r, "error", &["backend refused the policy"]);
     // Refusing is not a fault: the same instance served the next case.
     let launches = recorded_pids(state.path()).len();
-    assert_eq!(launches, 1, "the driver was restarted after an error answer");
+    assert_eq!(
+        launches, 1,
+        "the driver was restarted after an error answer"
+    );
 }

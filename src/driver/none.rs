@@ -366,3 +366,138 @@ fn collect(
         duration: end.duration_since(start),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{Command, Policy, Size, Timeout};
+
+    fn run(policy: Policy, command: Command) -> RunOutput {
+        let req = RunRequest {
+            seq: 1,
+            case: "none.test".into(),
+            policy,
+            command,
+        };
+        NoneDriver { simulate: None }
+            .run(&req, Duration::from_secs(20))
+            .unwrap()
+    }
+
+    fn sh(script: &str) -> Command {
+        Command::argv(["sh", "-c", script])
+    }
+
+    #[test]
+    fn the_environment_is_exactly_the_policy_s_plus_a_default_path() {
+        let mut p = Policy::default();
+        p.env.insert("ONLY".into(), "this".into());
+        let out = run(p, Command::argv(["env"]));
+        let text = String::from_utf8(out.stdout).unwrap();
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines.sort_unstable();
+        assert_eq!(lines, ["ONLY=this", &format!("PATH={DEFAULT_PATH}")]);
+    }
+
+    #[test]
+    fn cwd_and_stdin_reach_the_command() {
+        let d = tempfile::tempdir().unwrap();
+        let p = Policy {
+            cwd: Some(d.path().to_path_buf()),
+            ..Default::default()
+        };
+        let out = run(p, sh("pwd; cat").with_stdin("from stdin"));
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap(),
+            format!("{}\nfrom stdin", d.path().display())
+        );
+        assert_eq!(out.outcome, Outcome::Exited { code: 0 });
+    }
+
+    #[test]
+    fn exit_codes_and_signals_are_reported() {
+        let p = Policy::default;
+        assert_eq!(run(p(), sh("exit 7")).outcome, Outcome::Exited { code: 7 });
+        assert_eq!(
+            run(p(), sh("kill -TERM $$")).outcome,
+            Outcome::Signaled { signal: 15 }
+        );
+    }
+
+    #[test]
+    fn timeout_kills_the_whole_group_and_reports_timeout() {
+        let d = tempfile::tempdir().unwrap();
+        let pidfile = d.path().join("bg");
+        let p = Policy {
+            timeout: Some(Timeout(Duration::from_millis(300))),
+            ..Default::default()
+        };
+        let script = format!("sleep 30 & echo $! > {}; wait", pidfile.display());
+        let out = run(p, sh(&script));
+        assert_eq!(out.outcome, Outcome::Timeout);
+        let bg: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // The background sleep was in the command's group: killed. It is
+        // not our child, so it may linger as a zombie until init reaps it.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let gone = loop {
+            let alive = std::fs::read_to_string(format!("/proc/{bg}/stat"))
+                .map(|s| {
+                    !s.rsplit(')')
+                        .next()
+                        .unwrap_or("")
+                        .trim_start()
+                        .starts_with('Z')
+                })
+                .unwrap_or(false);
+            if !alive || Instant::now() > deadline {
+                break !alive;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert!(gone, "background process {bg} survived the timeout");
+    }
+
+    #[test]
+    fn output_is_capped_and_marked_truncated() {
+        let p = Policy {
+            limits: crate::policy::Limits {
+                output_bytes: Some(Size(1000)),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let out = run(p, sh("head -c 100000 /dev/zero"));
+        assert_eq!(out.stdout.len(), 1000);
+        assert!(out.output_truncated);
+        assert_eq!(out.outcome, Outcome::Exited { code: 0 });
+    }
+
+    #[test]
+    fn a_script_body_larger_than_arg_max_runs_from_a_file() {
+        let mut body = "x=1\n".repeat(1 << 20); // 4 MiB
+        body.push_str("echo last-line\n");
+        let out = run(Policy::default(), Command::script("sh", body));
+        assert_eq!(out.outcome, Outcome::Exited { code: 0 });
+        assert_eq!(out.stdout, b"last-line\n");
+    }
+
+    #[test]
+    fn a_missing_program_is_a_spawn_failure() {
+        let out = run(Policy::default(), Command::argv(["/nonexistent/prog"]));
+        assert!(
+            matches!(
+                out.outcome,
+                Outcome::SetupError {
+                    kind: SetupErrorKind::SpawnFailed,
+                    ..
+                }
+            ),
+            "{:?}",
+            out.outcome
+        );
+    }
+}
