@@ -31,9 +31,11 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// streams, base64-encoded, each up to the policy's output cap).
 pub const MAX_LINE_BYTES: usize = 128 << 20;
 
-/// A message from the harness to a driver.
+/// A message from the harness to a driver. Unknown top-level fields are
+/// ignored (the harness may add optional ones within a version); `policy`
+/// and `command` stay strict, since an ignored restriction is a hole.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum ToDriver {
     /// The opening handshake.
     Hello {
