@@ -43,8 +43,8 @@ fn a_green_run_exits_0_and_writes_json_and_junit_reports() {
     let report = sandspec::harness::report::json::read(&json).unwrap();
     assert_eq!(report.driver.name, "reference");
     assert_eq!(report.driver.backend, "sandspec-reference");
-    assert_eq!(report.cases.len(), 5);
-    assert_eq!(report.counts.pass, 4);
+    assert_eq!(report.cases.len(), 7);
+    assert_eq!(report.counts.pass, 6);
     assert_eq!(report.counts.skip, 1);
     let timeout = report
         .cases
@@ -72,8 +72,9 @@ fn isolation_cases_under_none_fail_the_run_with_exit_1() {
         .code(1)
         .stdout(predicate::str::contains("FAIL  fixture.write-denied"))
         .stdout(predicate::str::contains("FAIL  fixture.no-landlock"))
+        .stdout(predicate::str::contains("FAIL  fixture.net-deny-tcp"))
         .stdout(predicate::str::contains(
-            "result: FAILED (2 fail, 0 error, 0 xpass)",
+            "result: FAILED (3 fail, 0 error, 0 xpass)",
         ));
 }
 
@@ -88,7 +89,8 @@ fn listed_failures_are_xfail_and_the_gate_passes() {
     let d = tempfile::tempdir().unwrap();
     let x = expect_file(
         d.path(),
-        "driver: none\ncases:\n  fixture.write-denied: no sandbox\n  fixture.no-landlock: no sandbox\n",
+        "driver: none\ncases:\n  fixture.write-denied: no sandbox\n  fixture.no-landlock: no sandbox\n  \
+         fixture.net-deny-tcp: no sandbox\n",
     );
     run_basic()
         .args(["--driver", "none", "--tag", "isolation", "--expect"])

@@ -105,6 +105,20 @@ fn isolation_fixtures_fail_under_none_with_the_observed_reason() {
     );
     let nl = by_id(&rs, "fixture.no-landlock");
     assert_eq!(nl.status, Status::Fail, "{nl:?}");
+    // Decided by the probe's report and the harness's listener.
+    let tcp = by_id(&rs, "fixture.net-deny-tcp");
+    assert_eq!(tcp.status, Status::Fail, "{tcp:?}");
+    assert!(
+        tcp.reason.as_deref().unwrap().contains("ok: false"),
+        "{tcp:?}"
+    );
+    // A setsid grandchild outlives the timeout without a sandbox.
+    let setsid = by_id(&rs, "fixture.timeout-kills-setsid-grandchild");
+    assert_eq!(setsid.status, Status::Fail, "{setsid:?}");
+    assert!(
+        setsid.reason.as_deref().unwrap().contains("still alive"),
+        "{setsid:?}"
+    );
     // Cases that restrict nothing still pass under none.
     assert_eq!(by_id(&rs, "fixture.echo").status, Status::Pass);
     assert_eq!(by_id(&rs, "fixture.timeout").status, Status::Pass);

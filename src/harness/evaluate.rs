@@ -7,10 +7,10 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use super::shim::Observations;
 use crate::corpus::case::{
     Expect, HostMatcher, IntMatcher, OracleKind, OutcomeMatcher, ProbeMatcher, TextMatcher,
 };
+use crate::oracle::Observations;
 use crate::policy::{Outcome, RunOutput};
 
 /// Everything a run produced, as the harness saw it.

@@ -23,7 +23,6 @@ pub mod report;
 pub mod requirements;
 pub mod runner;
 pub mod select;
-pub(crate) mod shim;
 pub mod slot;
 pub mod status;
 

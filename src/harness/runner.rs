@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use super::evaluate::{evaluate, Observation, ProbeReport};
 use super::requirements::{self, HostFacts};
-use super::shim::{survivors, Oracles};
 use super::slot::DriverSlot;
 use super::status::{CaseResult, Status};
 use crate::corpus::case::{Case, Expect};
@@ -16,13 +15,15 @@ use crate::corpus::setup::{command, materialize};
 use crate::corpus::template::expand;
 use crate::corpus::LoadedCase;
 use crate::driver::{DriverError, RunRequest};
+use crate::oracle::{survivors, Oracles};
 use crate::policy::{Outcome, Policy, RunOutput};
 
 /// How the harness runs cases.
 #[derive(Debug, Clone)]
 pub struct HarnessConfig {
     /// The `sandspec-probe` binary (`${PROBE}`); added to every policy's
-    /// `exec` list, since cases do not list it.
+    /// `exec` list (with its ELF interpreter, which the kernel also opens
+    /// for execution), since cases do not list it.
     pub probe: PathBuf,
     /// Keep scratch directories (their paths are in the results).
     pub keep: bool,
@@ -66,6 +67,8 @@ pub struct Harness {
     config: HarnessConfig,
     host: HostFacts,
     rt: tokio::runtime::Runtime,
+    /// The probe and its dynamic loader: added to every policy's `exec`.
+    probe_exec: Vec<PathBuf>,
 }
 
 /// Which run of a case.
@@ -97,10 +100,13 @@ impl Harness {
             .thread_name("sandspec-oracle")
             .enable_all()
             .build()?;
+        let mut probe_exec = vec![config.probe.clone()];
+        probe_exec.extend(crate::sandbox::elf_interpreter(&config.probe));
         Ok(Harness {
             config,
             host: HostFacts::probe(),
             rt,
+            probe_exec,
         })
     }
 
@@ -247,8 +253,10 @@ impl Harness {
                 return Err(PhaseError::Harness("the case has no control".into()));
             }
         };
-        if !policy.exec.contains(&self.config.probe) {
-            policy.exec.push(self.config.probe.clone());
+        for p in &self.probe_exec {
+            if !policy.exec.contains(p) {
+                policy.exec.push(p.clone());
+            }
         }
         let watchdog = self.config.watchdog(&policy);
         let req = RunRequest {
