@@ -157,3 +157,28 @@ fn keep_preserves_each_run_s_scratch_directory() {
         }
     }
 }
+
+#[test]
+fn none_under_a_simulated_platform_really_runs_its_command_without_landlock() {
+    use sandspec::corpus::case::SimulatedLandlock;
+    use sandspec::driver::RunRequest;
+    use sandspec::policy::{Command, Policy};
+    let req = RunRequest {
+        seq: 1,
+        case: "simulate.check".into(),
+        policy: Policy::default(),
+        command: Command::argv([env!("CARGO_BIN_EXE_sandspec"), "probe", "--json"]),
+    };
+    for (how, want) in [
+        (SimulatedLandlock::Enosys, "\"not_built\""),
+        (SimulatedLandlock::Eopnotsupp, "\"disabled\""),
+    ] {
+        let mut d = NoneFactory.spawn(Some(how)).unwrap();
+        let out = d.run(&req, std::time::Duration::from_secs(20)).unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains(&format!("\"landlock\": {want}")),
+            "{how:?}: {text}"
+        );
+    }
+}

@@ -71,7 +71,12 @@ pub fn evaluate(expect: &Expect, obs: &Observation<'_>) -> Result<(), String> {
         }
     }
     if let Some(m) = &expect.probe {
-        check_probe(m, obs.probe).map_err(|e| format!("{e}{}", output_context(out)))?;
+        // The report itself is quoted; add stderr, which often says why.
+        let stderr_only = RunOutput {
+            stdout: Vec::new(),
+            ..out.clone()
+        };
+        check_probe(m, obs.probe).map_err(|e| format!("{e}{}", output_context(&stderr_only)))?;
     }
     for (kind, m) in &expect.oracles {
         check_oracle(*kind, m, obs.oracles)?;
