@@ -38,6 +38,9 @@ pub enum Commands {
     Driver(driver::DriverArgs),
     /// Check a driver's handshake and one trivial run, and explain faults.
     DriverCheck(driver_check::DriverCheckArgs),
+    /// Print the JSON Schema of case files (writes conformance/schema.json).
+    #[command(hide = true)]
+    Schema,
 }
 
 /// Runs the parsed command line; returns the process exit code.
@@ -49,5 +52,9 @@ pub fn main(cli: Cli) -> i32 {
         Commands::Run(a) => run::exec(*a),
         Commands::Driver(a) => driver::exec(a),
         Commands::DriverCheck(a) => driver_check::exec(a),
+        Commands::Schema => {
+            print!("{}", crate::corpus::schema::json());
+            0
+        }
     }
 }
