@@ -198,7 +198,9 @@ fn output_context(out: &RunOutput) -> String {
         let text = String::from_utf8_lossy(bytes);
         let text = text.trim();
         if !text.is_empty() {
-            let _ = write!(s, "; {name}: {}", tail(text, 300));
+            // One line, so a reason stays one line in summaries and JUnit.
+            let flat = text.lines().collect::<Vec<_>>().join(" | ");
+            let _ = write!(s, "; {name}: {}", tail(&flat, 300));
             break;
         }
     }
