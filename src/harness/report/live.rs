@@ -15,9 +15,10 @@ pub struct Live {
 }
 
 impl Live {
-    /// A bar when stderr is a terminal, plain lines on stdout otherwise.
+    /// A bar (on stderr) when both stdout and stderr are terminals; plain
+    /// lines on stdout otherwise, so `sandspec run > log` keeps every case.
     pub fn new(total: usize) -> Live {
-        if std::io::stderr().is_terminal() {
+        if std::io::stderr().is_terminal() && std::io::stdout().is_terminal() {
             let bar =
                 ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
             if let Ok(style) =
