@@ -11,6 +11,8 @@ What this module guarantees, so that each driver does not have to:
   command's stdin) and fd 1 goes to stderr. A backend that lets its child
   inherit the caller's stdio can therefore neither read the harness's
   requests nor write into the result stream.
+* The driver runs in /, the protocol's default cwd, for backends whose
+  child inherits the caller's working directory.
 * Every request gets exactly one answer with its ``seq``: a ``result``, or an
   ``error`` when the backend raised something the driver did not classify.
 * Nothing is dropped silently: a policy field the backend cannot express is a
@@ -274,6 +276,9 @@ def _protect_stdio():
         os.set_inheritable(f.fileno(), False)
     sys.stdin = open(os.devnull, "r")
     sys.stdout = sys.stderr
+    # A backend whose child inherits the caller's working directory gets the
+    # protocol's default cwd, whatever directory the harness started us in.
+    os.chdir("/")
     return proto_in, proto_out
 
 
