@@ -316,19 +316,19 @@ def serve(make_backend, name):
             if not isinstance(msg, dict):
                 raise ValueError("a message is a JSON object")
         except ValueError as e:
-            send({"type": "error", "seq": None, "message": f"failed to parse request: {e}"})
+            send({"type": "error", "seq": 0, "message": f"failed to parse request: {e}"})
             continue
         kind = msg.get("type")
         if kind == "hello":
             if msg.get("protocol") != PROTOCOL:
                 send({
                     "type": "error",
-                    "seq": None,
+                    "seq": 0,
                     "message": f"unsupported protocol version {msg.get('protocol')!r}: this driver speaks {PROTOCOL}",
                 })
                 return 2
             if backend is None:
-                send({"type": "error", "seq": None, "message": str(backend_error)})
+                send({"type": "error", "seq": 0, "message": str(backend_error)})
                 return 2
             hello = backend.hello()
             send({
@@ -340,7 +340,7 @@ def serve(make_backend, name):
         elif kind == "run":
             seq = msg.get("seq")
             if not isinstance(seq, int):
-                send({"type": "error", "seq": None, "message": "run without an integer seq"})
+                send({"type": "error", "seq": 0, "message": "run without an integer seq"})
                 continue
             try:
                 req = Request(msg)
