@@ -107,10 +107,30 @@ def parse_size(value):
     return int(float(s[:i]) * _SIZE_UNITS[unit])
 
 
+_RUN_KEYS = {"type", "seq", "case", "policy", "command"}
+_POLICY_KEYS = {"read", "write", "exec", "network", "scope", "limits", "timeout", "env", "cwd"}
+_LIMIT_KEYS = {"memory", "processes", "open_files", "cpu_seconds", "output_bytes"}
+_COMMAND_KEYS = {"argv", "script", "stdin_b64"}
+
+
+def _only(obj, allowed, what):
+    """Unknown fields are errors: a policy field this driver does not know
+    would otherwise be a rule silently dropped."""
+    if not isinstance(obj, dict):
+        raise ValueError(f"{what} must be an object")
+    unknown = sorted(set(obj) - allowed)
+    if unknown:
+        raise ValueError(f"unknown field(s) in {what}: {', '.join(unknown)}")
+
+
 class Request:
     """One ``run`` message, with the policy's fields at hand."""
 
     def __init__(self, msg):
+        _only(msg, _RUN_KEYS, "run")
+        _only(msg.get("policy") or {}, _POLICY_KEYS, "policy")
+        _only((msg.get("policy") or {}).get("limits") or {}, _LIMIT_KEYS, "policy.limits")
+        _only(msg.get("command") or {}, _COMMAND_KEYS, "command")
         self.seq = msg["seq"]
         self.case = msg.get("case", "")
         policy = msg.get("policy") or {}
@@ -360,4 +380,4 @@ def serve(make_backend, name):
         elif kind == "bye":
             return 0
         else:
-            send({"type": "error", "seq": msg.get("seq"), "message": f"unknown message type {kind!r}"})
+            send({"type": "error", "seq": msg.get("seq") if isinstance(msg.get("seq"), int) else 0, "message": f"unknown message type {kind!r}"})
