@@ -55,8 +55,9 @@ pub struct Policy {
 /// The `PATH` a sandboxed command gets when the policy lists none.
 pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
-/// Network access.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Network access. Deserialised by hand (not `untagged`) so that a typo in
+/// a port rule is named in the error instead of "no variant matched".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Network {
     /// No network at all: no TCP connect or bind, no UDP, no raw sockets.
@@ -67,6 +68,32 @@ pub enum Network {
     /// Only the listed TCP ports; UDP and raw sockets stay denied.
     #[serde(untagged)]
     Ports(PortRules),
+}
+
+impl<'de> Deserialize<'de> for Network {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Network;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("deny, allow, or {tcp_connect: [ports], tcp_bind: [ports]}")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Network, E> {
+                match v {
+                    "deny" => Ok(Network::Deny),
+                    "allow" => Ok(Network::Allow),
+                    other => Err(E::custom(format!(
+                        "unknown network {other:?}: expected deny, allow, or {{tcp_connect: [ports], tcp_bind: [ports]}}"
+                    ))),
+                }
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Network, A::Error> {
+                PortRules::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(Network::Ports)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// TCP port allowlists (Landlock ABI 4+).
@@ -147,9 +174,11 @@ impl FromStr for Size {
             "kB" | "KB" => 1_000,
             "MB" => 1_000_000,
             "GB" => 1_000_000_000,
-            other => return Err(format!(
+            other => {
+                return Err(format!(
                 "invalid size {s:?}: unknown unit {other:?} (use B, K, M, G, T, KiB…, kB, MB, GB)"
-            )),
+            ))
+            }
         };
         let bytes = n * mult as f64;
         if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {

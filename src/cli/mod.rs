@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod list;
 pub mod probe;
 pub mod sandbox;
 
@@ -23,15 +24,18 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Commands {
     /// Run a command in the reference sandbox.
-    Sandbox(sandbox::SandboxArgs),
+    Sandbox(Box<sandbox::SandboxArgs>),
     /// Print the kernel facts sandboxing depends on.
     Probe(probe::ProbeArgs),
+    /// List the cases of a corpus.
+    List(list::ListArgs),
 }
 
 /// Runs the parsed command line; returns the process exit code.
 pub fn main(cli: Cli) -> i32 {
     match cli.command {
-        Commands::Sandbox(a) => sandbox::exec(a),
+        Commands::Sandbox(a) => sandbox::exec(*a),
         Commands::Probe(a) => probe::exec(a),
+        Commands::List(a) => list::exec(a),
     }
 }

@@ -1,17 +1,220 @@
 //! `sandspec sandbox … -- CMD`: the reference sandbox as a command.
+//!
+//! Exit codes follow timeout(1) and env(1): the command's own code; 124 on
+//! timeout; 128+N when killed by signal N; 125 when the sandbox could not
+//! be set up (the command never ran).
 
-use clap::Args;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+use crate::policy::{
+    Command, Limits, Network, Outcome, Policy, PortRules, RunOutput, ScopeKind, Size, Timeout,
+};
+use crate::sandbox::{Sandbox, Stdio};
+
+/// Exit code when the command timed out (as timeout(1)).
+pub const EXIT_TIMEOUT: i32 = 124;
+/// Exit code when the sandbox could not be set up (as timeout(1)/env(1)).
+pub const EXIT_SETUP: i32 = 125;
+
+/// Network mode on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NetArg {
+    /// No network (the default).
+    Deny,
+    /// All network.
+    Allow,
+}
+
+/// IPC scope on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScopeArg {
+    /// No signals to processes outside the sandbox.
+    Signal,
+    /// No abstract unix sockets of processes outside the sandbox.
+    AbstractUnixSocket,
+}
 
 /// Arguments of `sandspec sandbox`.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Exit status: the command's own; 124 on timeout; 128+N if killed by signal N; 125 if the sandbox could not be set up."
+)]
 pub struct SandboxArgs {
+    /// Allow reading below PATH (file or directory). Repeatable.
+    #[arg(long = "read", value_name = "PATH")]
+    pub read: Vec<PathBuf>,
+    /// Allow reading and writing below PATH. Repeatable.
+    #[arg(long = "write", value_name = "PATH")]
+    pub write: Vec<PathBuf>,
+    /// Allow executing (and reading) below PATH. Repeatable.
+    #[arg(long = "exec", value_name = "PATH")]
+    pub exec: Vec<PathBuf>,
+    /// Network access.
+    #[arg(long = "net", value_enum, default_value = "deny")]
+    pub net: NetArg,
+    /// Allow TCP connect to PORT only (implies a port allowlist). Repeatable.
+    #[arg(long = "tcp-connect", value_name = "PORT")]
+    pub tcp_connect: Vec<u16>,
+    /// Allow TCP bind to PORT only (implies a port allowlist). Repeatable.
+    #[arg(long = "tcp-bind", value_name = "PORT")]
+    pub tcp_bind: Vec<u16>,
+    /// Scope IPC to the sandbox (Landlock ABI 6+). Repeatable.
+    #[arg(long = "scope", value_enum)]
+    pub scope: Vec<ScopeArg>,
+    /// Kill the whole tree after this long (e.g. 5, 1.5s, 500ms).
+    #[arg(long)]
+    pub timeout: Option<Timeout>,
+    /// Address-space limit per process (e.g. 512M).
+    #[arg(long)]
+    pub memory: Option<Size>,
+    /// Maximum number of processes in the sandbox.
+    #[arg(long = "max-procs", value_name = "N")]
+    pub max_procs: Option<u32>,
+    /// Maximum open files per process.
+    #[arg(long = "max-files", value_name = "N")]
+    pub max_files: Option<u64>,
+    /// CPU seconds per process.
+    #[arg(long = "cpu-secs", value_name = "N")]
+    pub cpu_secs: Option<u64>,
+    /// Capture output and keep at most SIZE bytes of each stream.
+    #[arg(long = "max-output", value_name = "SIZE")]
+    pub max_output: Option<Size>,
+    /// Set an environment variable (the environment is otherwise cleared,
+    /// but for a minimal PATH). Repeatable.
+    #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
+    pub env: Vec<(String, String)>,
+    /// Working directory of the command.
+    #[arg(long)]
+    pub cwd: Option<PathBuf>,
+    /// Print the run's result as JSON on stdout instead of passing output
+    /// through.
+    #[arg(long)]
+    pub json: bool,
     /// The command and its arguments.
-    #[arg(last = true, required = true)]
+    #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
 }
 
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected K=V, got {s:?}"))?;
+    if k.is_empty() {
+        return Err(format!("expected K=V, got {s:?}"));
+    }
+    Ok((k.to_string(), v.to_string()))
+}
+
+impl SandboxArgs {
+    /// The policy these arguments describe.
+    pub fn policy(&self) -> Policy {
+        let network = if !self.tcp_connect.is_empty() || !self.tcp_bind.is_empty() {
+            Network::Ports(PortRules {
+                tcp_connect: self.tcp_connect.clone(),
+                tcp_bind: self.tcp_bind.clone(),
+            })
+        } else {
+            match self.net {
+                NetArg::Deny => Network::Deny,
+                NetArg::Allow => Network::Allow,
+            }
+        };
+        Policy {
+            read: self.read.clone(),
+            write: self.write.clone(),
+            exec: self.exec.clone(),
+            network,
+            scope: self
+                .scope
+                .iter()
+                .map(|s| match s {
+                    ScopeArg::Signal => ScopeKind::Signal,
+                    ScopeArg::AbstractUnixSocket => ScopeKind::AbstractUnixSocket,
+                })
+                .collect(),
+            limits: Limits {
+                memory: self.memory,
+                processes: self.max_procs,
+                open_files: self.max_files,
+                cpu_seconds: self.cpu_secs,
+                output_bytes: self.max_output,
+            },
+            timeout: self.timeout,
+            env: self.env.iter().cloned().collect::<BTreeMap<_, _>>(),
+            cwd: self.cwd.clone(),
+        }
+    }
+}
+
+/// The exit code for an outcome, following timeout(1)/env(1).
+pub fn exit_code(outcome: &Outcome) -> i32 {
+    match outcome {
+        Outcome::Exited { code } => *code,
+        Outcome::Signaled { signal } => 128 + signal,
+        Outcome::Timeout => EXIT_TIMEOUT,
+        Outcome::SetupError { .. } => EXIT_SETUP,
+    }
+}
+
 /// Runs `sandspec sandbox`.
-pub fn exec(_args: SandboxArgs) -> i32 {
-    eprintln!("sandspec: sandbox: not implemented yet");
-    125
+pub fn exec(args: SandboxArgs) -> i32 {
+    let policy = args.policy();
+    let sandbox = match Sandbox::new(&policy) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("sandspec: {e}");
+            if args.json {
+                print_json(&RunOutput::setup_error(e.kind, e.message.clone()));
+            }
+            return EXIT_SETUP;
+        }
+    };
+    for p in sandbox.filtered_paths() {
+        eprintln!(
+            "sandspec: warning: allowlisted path {} does not exist; left out of the rules",
+            p.display()
+        );
+    }
+    let command = Command::argv(args.command.clone());
+    let capture = args.json || args.max_output.is_some();
+    let out = sandbox.run_with(
+        &command,
+        if capture {
+            Stdio::Capture
+        } else {
+            Stdio::Inherit
+        },
+    );
+    if args.json {
+        print_json(&out);
+    } else if capture {
+        let _ = std::io::stdout().write_all(&out.stdout);
+        let _ = std::io::stderr().write_all(&out.stderr);
+        if out.output_truncated {
+            eprintln!(
+                "sandspec: output truncated at {} per stream",
+                policy.limits.output_bytes.unwrap_or(Size(0))
+            );
+        }
+    }
+    match &out.outcome {
+        Outcome::Timeout => eprintln!(
+            "sandspec: timed out after {}; killed the process tree",
+            policy.timeout.map_or_else(String::new, |t| t.to_string())
+        ),
+        Outcome::SetupError { message, .. } => eprintln!("sandspec: {message}"),
+        _ => {}
+    }
+    exit_code(&out.outcome)
+}
+
+fn print_json(out: &RunOutput) {
+    match serde_json::to_string(out) {
+        Ok(s) => println!("{s}"),
+        Err(e) => eprintln!("sandspec: failed to serialise the result: {e}"),
+    }
 }

@@ -348,7 +348,9 @@ pub enum OutcomeMatcher {
 }
 
 /// Matches an integer: `0`, `{not: 0}`, `{in: [1, 2]}`, `">=1"`, `"<3"`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Deserialised by hand (not `untagged`) so that a bad value gets a message
+/// naming the accepted forms, and a bad comparison is an error at load.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum IntMatcher {
     /// Exactly.
@@ -357,6 +359,43 @@ pub enum IntMatcher {
     Cmp(String),
     /// `{not: N}` or `{in: [..]}`.
     Set(IntSet),
+}
+
+impl<'de> Deserialize<'de> for IntMatcher {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = IntMatcher;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "an integer, a comparison such as \">=1\", or {not: N} or {in: [N, ...]}",
+                )
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<IntMatcher, E> {
+                Ok(IntMatcher::Eq(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<IntMatcher, E> {
+                i64::try_from(v)
+                    .map(IntMatcher::Eq)
+                    .map_err(|_| E::custom(format!("integer {v} is out of range")))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<IntMatcher, E> {
+                let m = IntMatcher::Cmp(v.to_string());
+                m.check().map_err(E::custom)?;
+                Ok(m)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<IntMatcher, A::Error> {
+                let set = IntSet::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                let m = IntMatcher::Set(set);
+                m.check().map_err(serde::de::Error::custom)?;
+                Ok(m)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// Set forms of [`IntMatcher`].

@@ -6,15 +6,54 @@
 //! use sandspec::policy::{Command, Policy};
 //! use sandspec::sandbox::Sandbox;
 //!
-//! let policy = Policy { read: vec!["/usr".into(), "/lib".into(), "/lib64".into(), "/bin".into()], ..Default::default() };
-//! let sandbox = Sandbox::new(&policy)?;       // probes the kernel, builds the rules once
-//! let out = sandbox.run(&Command::argv(["/bin/echo", "hi"]));
+//! let policy = Policy {
+//!     read: vec!["/usr".into(), "/lib".into(), "/lib64".into(), "/etc".into()],
+//!     exec: vec!["/usr/bin".into(), "/bin".into(), "/lib64".into(), "/lib".into()],
+//!     ..Default::default() // network: deny
+//! };
+//! let sandbox = Sandbox::new(&policy)?; // probes the kernel, builds the rules once
+//! let out = sandbox.run(&Command::argv(["echo", "hi"]));
 //! assert_eq!(out.stdout, b"hi\n");
 //! # Ok::<(), sandspec::sandbox::SetupError>(())
 //! ```
+//!
+//! # Why blocking
+//! [`Sandbox::run`] blocks the calling thread: the work is a fork, one
+//! `poll` loop over the pipes and a wait, so a runtime would add nothing but
+//! a dependency for every user. Async callers use `spawn_blocking`.
+//!
+//! # Compatibility
+//! Landlock ABI 1 is the floor (files). TCP port rules need ABI 4, IPC
+//! scoping ABI 6. `network: deny` is enforced on every ABI: below 4 the
+//! seccomp filter refuses to create inet sockets at all; from 4 Landlock
+//! denies TCP connect/bind; from 10 Landlock also denies UDP, below that
+//! seccomp refuses UDP sockets. What the kernel cannot enforce is a
+//! [`SetupError`], never a weaker sandbox.
+//!
+//! # Process tree
+//! A supervisor process (a child subreaper) owns each run: when the command
+//! exits or the deadline fires, every process it left — including one that
+//! called `setsid()` and double-forked — is killed and reaped before
+//! [`Sandbox::run`] returns. The sandbox needs `/proc` (for
+//! `/proc/self/task/*/children`).
 
-use crate::policy::{Command, Policy, RunOutput, SetupErrorKind};
-use std::path::PathBuf;
+mod capture;
+pub mod landlock;
+pub mod limits;
+pub mod seccomp;
+pub mod simulate;
+mod spawn;
+
+use std::ffi::{c_char, CString};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::policy::{
+    Command, Network, Outcome, Policy, Program, RunOutput, SetupErrorKind, DEFAULT_OUTPUT_BYTES,
+    DEFAULT_PATH,
+};
+use spawn::{ChildPlan, Report, Stage};
 
 /// The sandbox could not be set up; the command never ran.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -26,20 +65,97 @@ pub struct SetupError {
     pub message: String,
 }
 
+/// Where the command's stdio goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stdio {
+    /// Pipes: stdin from [`Command::stdin`], stdout/stderr captured (capped).
+    Capture,
+    /// The caller's own stdin, stdout and stderr (the CLI's interactive mode).
+    Inherit,
+}
+
 /// A policy compiled against the running kernel: Landlock ruleset and seccomp
 /// filter built once, reused for every [`Sandbox::run`].
 #[derive(Debug)]
 pub struct Sandbox {
+    ruleset: OwnedFd,
+    filter: seccomp::Filter,
+    limits: limits::Prepared,
     filtered: Vec<PathBuf>,
+    env: Vec<CString>,
+    path_var: String,
+    cwd: CString,
+    timeout: Option<Duration>,
+    output_cap: usize,
+    abi: u32,
+}
+
+fn setup_err(kind: SetupErrorKind, message: String) -> SetupError {
+    SetupError { kind, message }
 }
 
 impl Sandbox {
-    /// Compiles `policy` for this kernel. Fails closed: no Landlock, or an
-    /// ABI too old for the policy, is an error.
-    pub fn new(_policy: &Policy) -> Result<Sandbox, SetupError> {
-        Err(SetupError {
-            kind: SetupErrorKind::Other,
-            message: "failed to build the sandbox: not implemented yet".into(),
+    /// Compiles `policy` for this kernel. Fails closed: no Landlock, an ABI
+    /// too old for the policy, or an allowlisted path that exists but cannot
+    /// be opened, is an error.
+    pub fn new(policy: &Policy) -> Result<Sandbox, SetupError> {
+        let abi = landlock::require_landlock(crate::kernel::landlock())?;
+        if !Path::new("/proc/thread-self/children").exists() {
+            return Err(setup_err(
+                SetupErrorKind::SpawnFailed,
+                "failed to prepare the process-tree supervisor: /proc/thread-self/children is missing (is /proc mounted?)".into(),
+            ));
+        }
+        let compiled = landlock::compile(policy, abi)?;
+        // SAFETY: geteuid has no preconditions.
+        let euid = unsafe { libc::geteuid() };
+        let limits = limits::prepare(&policy.limits, euid)?;
+        let has_rlimits = limits.rl.iter().any(Option::is_some) || limits.nproc_processes.is_some();
+        let filter = seccomp::Filter::sandbox(
+            !matches!(policy.network, Network::Allow),
+            compiled.sockets,
+            euid == 0 && has_rlimits,
+        )?;
+
+        let mut env = Vec::with_capacity(policy.env.len() + 1);
+        for (k, v) in &policy.env {
+            if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
+                return Err(setup_err(
+                    SetupErrorKind::InvalidPolicy,
+                    format!("invalid policy: bad environment variable {k:?}"),
+                ));
+            }
+            env.push(CString::new(format!("{k}={v}")).expect("checked for NUL"));
+        }
+        let path_var = policy
+            .env
+            .get("PATH")
+            .cloned()
+            .unwrap_or_else(|| DEFAULT_PATH.to_string());
+        if !policy.env.contains_key("PATH") {
+            env.push(CString::new(format!("PATH={DEFAULT_PATH}")).expect("no NUL"));
+        }
+        let cwd = policy.cwd.clone().unwrap_or_else(|| PathBuf::from("/"));
+        if !cwd.is_absolute() {
+            return Err(setup_err(
+                SetupErrorKind::InvalidPolicy,
+                format!("invalid policy: cwd {} is not absolute", cwd.display()),
+            ));
+        }
+        Ok(Sandbox {
+            ruleset: compiled.fd,
+            filter,
+            limits,
+            filtered: compiled.filtered,
+            env,
+            path_var,
+            cwd: limits::cpath(&cwd)?,
+            timeout: policy.timeout.map(|t| t.0),
+            output_cap: policy
+                .limits
+                .output_bytes
+                .map_or(DEFAULT_OUTPUT_BYTES, |s| s.0) as usize,
+            abi,
         })
     }
 
@@ -48,17 +164,347 @@ impl Sandbox {
         &self.filtered
     }
 
-    /// Runs `command` under the sandbox and waits for the whole tree.
-    pub fn run(&self, _command: &Command) -> RunOutput {
-        RunOutput::setup_error(SetupErrorKind::Other, "not implemented yet")
+    /// The kernel's Landlock ABI this sandbox was built for.
+    pub fn abi(&self) -> u32 {
+        self.abi
+    }
+
+    /// Runs `command` under the sandbox, capturing its output, and waits
+    /// for the whole tree.
+    pub fn run(&self, command: &Command) -> RunOutput {
+        self.run_with(command, Stdio::Capture)
+    }
+
+    /// Runs `command` with the given stdio, and waits for the whole tree.
+    pub fn run_with(&self, command: &Command, stdio: Stdio) -> RunOutput {
+        let started = Instant::now();
+        let mut out = match self.spawn_and_wait(command, stdio) {
+            Ok(out) => out,
+            Err(e) => RunOutput::setup_error(e.kind, e.message),
+        };
+        out.filtered_paths = self.filtered.clone();
+        out.duration = started.elapsed();
+        out
+    }
+
+    fn spawn_and_wait(&self, command: &Command, stdio: Stdio) -> Result<RunOutput, SetupError> {
+        let (argv, script_body): (Vec<&str>, &[u8]) = match &command.program {
+            Program::Argv(a) => (a.iter().map(String::as_str).collect(), &[]),
+            Program::Script(s) => {
+                let mut a: Vec<&str> = s.interpreter.iter().map(String::as_str).collect();
+                a.push("/dev/fd/3");
+                (a, s.body.as_bytes())
+            }
+        };
+        let Some(&argv0) = argv.first() else {
+            return Err(setup_err(
+                SetupErrorKind::InvalidPolicy,
+                "invalid command: empty argv".into(),
+            ));
+        };
+        let Some(path) = resolve(argv0, &self.path_var) else {
+            return Ok(exited_with_message(
+                127,
+                format!("sandspec: {argv0}: command not found\n"),
+            ));
+        };
+        let cstr = |s: &str| {
+            CString::new(s).map_err(|_| {
+                setup_err(
+                    SetupErrorKind::InvalidPolicy,
+                    format!("invalid command: argument {s:?} contains a NUL byte"),
+                )
+            })
+        };
+        let path_c = limits::cpath(&path)?;
+        let argv_c = argv
+            .iter()
+            .map(|a| cstr(a))
+            .collect::<Result<Vec<_>, _>>()?;
+        let argv_p = nul_terminated(&argv_c);
+        let envp_p = nul_terminated(&self.env);
+
+        let spawn_err = |what: &str, e: std::io::Error| {
+            setup_err(
+                SetupErrorKind::SpawnFailed,
+                format!("failed to create the {what} pipe: {e}"),
+            )
+        };
+        let capture = stdio == Stdio::Capture;
+        let (stdin_r, stdin_w) = if capture {
+            let (r, w) = pipe().map_err(|e| spawn_err("stdin", e))?;
+            (Some(r), (!command.stdin.is_empty()).then_some(w))
+        } else {
+            (None, None)
+        };
+        let (stdout_r, stdout_w) = if capture {
+            let (r, w) = pipe().map_err(|e| spawn_err("stdout", e))?;
+            (Some(r), Some(w))
+        } else {
+            (None, None)
+        };
+        let (stderr_r, stderr_w) = if capture {
+            let (r, w) = pipe().map_err(|e| spawn_err("stderr", e))?;
+            (Some(r), Some(w))
+        } else {
+            (None, None)
+        };
+        let (script_r, script_w) = match &command.program {
+            Program::Script(_) => {
+                let (r, w) = pipe().map_err(|e| spawn_err("script", e))?;
+                (Some(r), Some(w))
+            }
+            Program::Argv(_) => (None, None),
+        };
+        let (status_r, status_w) = pipe().map_err(|e| spawn_err("status", e))?;
+
+        let cgroup = match self.limits.cgroup_processes {
+            Some(n) => Some(limits::PidsCgroup::create(n)?),
+            None => None,
+        };
+        let mut rlimits = self.limits.rl;
+        if let Some(n) = self.limits.nproc_processes {
+            // SAFETY: getuid has no preconditions.
+            let uid = unsafe { libc::getuid() };
+            let max = limits::tasks_of_uid(uid) + u64::from(n);
+            if let Some(slot) = rlimits.iter_mut().find(|r| r.is_none()) {
+                *slot = Some(limits::Rlimit {
+                    resource: libc::RLIMIT_NPROC,
+                    soft: max,
+                    hard: max,
+                });
+            }
+        }
+        let raw =
+            |fd: &Option<OwnedFd>, inherited: i32| fd.as_ref().map_or(inherited, |f| f.as_raw_fd());
+        let plan = ChildPlan {
+            parent_pid: std::process::id() as libc::pid_t,
+            stdin: if capture { raw(&stdin_r, -1) } else { 0 },
+            stdout: if capture { raw(&stdout_w, -1) } else { 1 },
+            stderr: if capture { raw(&stderr_w, -1) } else { 2 },
+            script: raw(&script_r, -1),
+            ruleset: self.ruleset.as_raw_fd(),
+            cgroup_procs: cgroup.as_ref().map_or(-1, |c| c.procs_fd()),
+            status: status_w.as_raw_fd(),
+            rlimits: &rlimits,
+            filter: &self.filter,
+            path: path_c.as_ptr(),
+            argv: argv_p.as_ptr(),
+            envp: envp_p.as_ptr(),
+            cwd: self.cwd.as_ptr(),
+            timeout: self.timeout.map(|d| libc::timespec {
+                tv_sec: d.as_secs() as libc::time_t,
+                tv_nsec: d.subsec_nanos() as libc::c_long,
+            }),
+        };
+        // SAFETY: every pointer in `plan` refers to data alive until after
+        // the fork returns; the child side is async-signal-safe.
+        let supervisor = unsafe { spawn::fork_supervisor(&plan) }.map_err(|e| {
+            setup_err(
+                SetupErrorKind::SpawnFailed,
+                format!("failed to fork the sandbox supervisor: {e}"),
+            )
+        })?;
+        drop((stdin_r, stdout_w, stderr_w, script_r, status_w));
+
+        let cap = self.output_cap;
+        let captured = capture::pump(
+            capture::Pipes {
+                stdin: stdin_w,
+                script: script_w,
+                stdout: stdout_r,
+                stderr: stderr_r,
+                status: status_r,
+            },
+            &command.stdin,
+            script_body,
+            cap,
+        );
+        let mut st = 0;
+        loop {
+            // SAFETY: waitpid on our own child with a live status pointer.
+            let r = unsafe { libc::waitpid(supervisor, &mut st, 0) };
+            if r >= 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                break;
+            }
+        }
+        drop(cgroup);
+        let mut out = RunOutput {
+            outcome: Outcome::Timeout,
+            stdout: captured.stdout,
+            stderr: captured.stderr,
+            output_truncated: captured.truncated,
+            filtered_paths: Vec::new(),
+            duration: Duration::ZERO,
+        };
+        out.outcome = match captured.report {
+            None => {
+                return Err(setup_err(
+                    SetupErrorKind::SpawnFailed,
+                    format!("the sandbox supervisor ended without reporting (wait status {st:#x})"),
+                ))
+            }
+            Some(r) => match outcome_of(&r, argv0, &self.cwd) {
+                Ok(o) => o,
+                Err(e) => {
+                    if let Some(msg) = e {
+                        out.stderr.extend_from_slice(msg.as_bytes());
+                    }
+                    Outcome::Exited {
+                        code: if r.errno == libc::ENOENT { 127 } else { 126 },
+                    }
+                }
+            },
+        };
+        if let Outcome::SetupError { kind, message } = out.outcome {
+            return Err(setup_err(kind, message));
+        }
+        Ok(out)
     }
 }
 
+/// The outcome from the supervisor's report. `Err(msg)`: exec itself
+/// failed (the command's failure under the policy, like env(1): 126/127).
+fn outcome_of(r: &Report, argv0: &str, cwd: &CString) -> Result<Outcome, Option<String>> {
+    let os = std::io::Error::from_raw_os_error(r.errno);
+    let setup = |kind, message: String| Ok(Outcome::SetupError { kind, message });
+    match r.stage {
+        Stage::None => {}
+        Stage::Exec => {
+            return Err(Some(format!("sandspec: failed to execute {argv0}: {os}\n")));
+        }
+        Stage::Chdir => {
+            return setup(
+                SetupErrorKind::PathError,
+                format!(
+                    "failed to enter the working directory {}: {os}",
+                    cwd.to_string_lossy()
+                ),
+            )
+        }
+        Stage::Fork => {
+            return setup(
+                SetupErrorKind::SpawnFailed,
+                format!("failed to fork the command: {os}"),
+            )
+        }
+        stage => {
+            let what = match stage {
+                Stage::Cgroup => "join the pids cgroup",
+                Stage::Rlimit => "set a resource limit",
+                Stage::NoNewPrivs => "set no_new_privs",
+                Stage::Landlock => "enforce the Landlock ruleset (landlock_restrict_self)",
+                Stage::Seccomp => "load the seccomp filter",
+                _ => "set up the sandbox supervisor",
+            };
+            return setup(
+                SetupErrorKind::RestrictFailed,
+                format!("failed to {what}: {os}; the command did not run"),
+            );
+        }
+    }
+    if r.timed_out {
+        return Ok(Outcome::Timeout);
+    }
+    let st = r.wait_status;
+    if libc::WIFEXITED(st) {
+        Ok(Outcome::Exited {
+            code: libc::WEXITSTATUS(st),
+        })
+    } else if libc::WIFSIGNALED(st) {
+        Ok(Outcome::Signaled {
+            signal: libc::WTERMSIG(st),
+        })
+    } else {
+        Ok(Outcome::SetupError {
+            kind: SetupErrorKind::SpawnFailed,
+            message: format!("unexpected wait status {st:#x}"),
+        })
+    }
+}
+
+fn exited_with_message(code: i32, msg: String) -> RunOutput {
+    RunOutput {
+        outcome: Outcome::Exited { code },
+        stdout: Vec::new(),
+        stderr: msg.into_bytes(),
+        output_truncated: false,
+        filtered_paths: Vec::new(),
+        duration: Duration::ZERO,
+    }
+}
+
+fn nul_terminated(v: &[CString]) -> Vec<*const c_char> {
+    v.iter()
+        .map(|c| c.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
+}
+
+fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)
+}
+
+/// `argv0` as a path: itself when it has a slash, else the first executable
+/// file of that name in `path_var` (as seen from outside the sandbox).
+fn resolve(argv0: &str, path_var: &str) -> Option<PathBuf> {
+    if argv0.contains('/') {
+        return Some(PathBuf::from(argv0));
+    }
+    path_var
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| Path::new(d).join(argv0))
+        .find(|p| {
+            let Ok(c) = CString::new(p.as_os_str().as_encoded_bytes()) else {
+                return false;
+            };
+            // SAFETY: access with a NUL-terminated path.
+            p.is_file() && unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0
+        })
+}
+
 /// Compiles `policy` and runs `command`: a setup failure becomes
-/// [`crate::policy::Outcome::SetupError`].
+/// [`Outcome::SetupError`].
 pub fn run(policy: &Policy, command: &Command) -> RunOutput {
     match Sandbox::new(policy) {
         Ok(sb) => sb.run(command),
-        Err(e) => RunOutput::setup_error(e.kind, e.message),
+        Err(e) => {
+            let mut out = RunOutput::setup_error(e.kind, e.message);
+            out.filtered_paths = Vec::new();
+            out
+        }
     }
+}
+
+/// The ELF interpreter (dynamic loader) of an executable, if it has one: a
+/// policy must grant `exec` on it for the executable to start under
+/// Landlock (the kernel opens the loader for execution too).
+pub fn elf_interpreter(path: &Path) -> Option<PathBuf> {
+    let data = std::fs::read(path).ok()?;
+    if data.len() < 64 || &data[..4] != b"\x7fELF" || data[4] != 2 {
+        return None; // not a 64-bit ELF
+    }
+    let u16_at = |o: usize| u16::from_le_bytes([data[o], data[o + 1]]) as usize;
+    let u64_at = |o: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(data.get(o..o + 8)?);
+        Some(u64::from_le_bytes(b) as usize)
+    };
+    let phoff = u64_at(0x20)?;
+    let phentsize = u16_at(0x36);
+    let phnum = u16_at(0x38);
+    for i in 0..phnum {
+        let ph = phoff + i * phentsize;
+        let p_type = u32::from_le_bytes(data.get(ph..ph + 4)?.try_into().ok()?);
+        if p_type == 3 {
+            // PT_INTERP
+            let off = u64_at(ph + 8)?;
+            let size = u64_at(ph + 32)?;
+            let raw = data.get(off..off + size)?;
+            let s = raw.split(|b| *b == 0).next()?;
+            return Some(PathBuf::from(String::from_utf8_lossy(s).into_owned()));
+        }
+    }
+    None
 }

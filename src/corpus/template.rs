@@ -1,0 +1,273 @@
+//! Per-case templates: `${NAME}` in the strings of a case is replaced by a
+//! value the harness knows only at run time (the scratch directory, the probe
+//! binary, oracle ports, the victim's pid).
+//!
+//! `$${` stands for a literal `${`, for scripts that use the shell's own
+//! `${VAR}` syntax. A `$` not followed by `{` is left alone.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::case::{Case, OracleKind};
+
+/// Every template variable a case may use, with what it stands for.
+pub const VARIABLES: &[(&str, &str)] = &[
+    (
+        "SCRATCH",
+        "the case's scratch directory (absolute, exists, writable by the harness)",
+    ),
+    (
+        "PROBE",
+        "the probe binary (its path is added to the policy's `exec` list by the harness)",
+    ),
+    ("ORACLE_TCP_PORT", "port of the `tcp` oracle on 127.0.0.1"),
+    (
+        "ORACLE_TCP_PORT_2",
+        "port of the `tcp2` oracle on 127.0.0.1",
+    ),
+    ("ORACLE_UDP_PORT", "port of the `udp` oracle on 127.0.0.1"),
+    ("ORACLE_DNS_PORT", "port of the `dns` oracle on 127.0.0.1"),
+    (
+        "VICTIM_PID",
+        "pid of the `victim` oracle, a harness-owned process outside the sandbox",
+    ),
+];
+
+/// The oracle a variable needs listed in the case's `oracles`, if any.
+pub fn oracle_of(name: &str) -> Option<OracleKind> {
+    match name {
+        "ORACLE_TCP_PORT" => Some(OracleKind::Tcp),
+        "ORACLE_TCP_PORT_2" => Some(OracleKind::Tcp2),
+        "ORACLE_UDP_PORT" => Some(OracleKind::Udp),
+        "ORACLE_DNS_PORT" => Some(OracleKind::Dns),
+        "VICTIM_PID" => Some(OracleKind::Victim),
+        _ => None,
+    }
+}
+
+/// True when `name` is a known variable.
+pub fn is_known(name: &str) -> bool {
+    VARIABLES.iter().any(|(n, _)| *n == name)
+}
+
+/// A `${…}` reference found in a string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    /// Byte offset of the `$` in the string.
+    pub offset: usize,
+    /// The name between the braces; `None` when the brace is never closed.
+    pub name: Option<String>,
+}
+
+/// Every `${…}` reference in `s` (not counting `$${` escapes).
+pub fn references(s: &str) -> Vec<Reference> {
+    let mut out = Vec::new();
+    scan(s, |offset, name| {
+        out.push(Reference {
+            offset,
+            name: name.map(str::to_string),
+        });
+        None
+    });
+    out
+}
+
+/// Walks `s`, calling `f(offset, name)` for each reference; `f`'s answer
+/// replaces the reference in the returned string (`None`: kept as written).
+fn scan<'s>(s: &'s str, mut f: impl FnMut(usize, Option<&'s str>) -> Option<String>) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    let mut base = 0;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i..];
+        if let Some(escaped) = after.strip_prefix("$${") {
+            out.push_str("${");
+            rest = escaped;
+            base += i + 3;
+        } else if let Some(body) = after.strip_prefix("${") {
+            match body.find('}') {
+                Some(end) => {
+                    let name = &body[..end];
+                    match f(base + i, Some(name)) {
+                        Some(v) => out.push_str(&v),
+                        None => out.push_str(&after[..end + 3]),
+                    }
+                    rest = &body[end + 1..];
+                    base += i + end + 3;
+                }
+                None => {
+                    match f(base + i, None) {
+                        Some(v) => out.push_str(&v),
+                        None => out.push_str(after),
+                    }
+                    rest = "";
+                }
+            }
+        } else {
+            out.push('$');
+            rest = &after[1..];
+            base += i + 1;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Expands `${NAME}` in `s`; an unknown or unset name, or an unclosed `${`,
+/// is an error.
+pub fn expand_str(s: &str, vars: &BTreeMap<String, String>) -> Result<String, String> {
+    let mut err = None;
+    let out = scan(s, |_, name| {
+        let value = match name {
+            None => Err(format!(
+                "unclosed template reference in {s:?}: write `$${{` for a literal `${{`"
+            )),
+            Some(n) => vars.get(n).cloned().ok_or_else(|| {
+                if is_known(n) {
+                    format!("template variable ${{{n}}} has no value for this case")
+                } else {
+                    format!(
+                        "unknown template variable ${{{n}}} (known: {})",
+                        known_list()
+                    )
+                }
+            }),
+        };
+        match value {
+            Ok(v) => Some(v),
+            Err(e) => {
+                err.get_or_insert(e);
+                None
+            }
+        }
+    });
+    match err {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
+/// The known variable names, for messages.
+pub fn known_list() -> String {
+    VARIABLES
+        .iter()
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Expands `${NAME}` in every string of `policy`, `run`, `setup`, `expect`
+/// and `control` (map keys included, e.g. `expect.host.content` paths); an
+/// unknown name is an error. `id`, `summary`, `tags`, `requires`, `oracles`
+/// and `simulate` are left as written.
+pub fn expand(case: &Case, vars: &BTreeMap<String, String>) -> Result<Case, String> {
+    let mut value = serde_json::to_value(case)
+        .map_err(|e| format!("failed to expand templates of {}: {e}", case.id))?;
+    if let Value::Object(fields) = &mut value {
+        for key in ["policy", "run", "setup", "expect", "control"] {
+            if let Some(v) = fields.get_mut(key) {
+                expand_value(v, vars).map_err(|e| format!("{key}: {e}"))?;
+            }
+        }
+    }
+    serde_json::from_value(value)
+        .map_err(|e| format!("failed to expand templates of {}: {e}", case.id))
+}
+
+fn expand_value(v: &mut Value, vars: &BTreeMap<String, String>) -> Result<(), String> {
+    match v {
+        Value::String(s) => *s = expand_str(s, vars)?,
+        Value::Array(items) => {
+            for item in items {
+                expand_value(item, vars)?;
+            }
+        }
+        Value::Object(map) => {
+            let old = std::mem::take(map);
+            for (k, mut item) in old {
+                expand_value(&mut item, vars)?;
+                map.insert(expand_str(&k, vars)?, item);
+            }
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars() -> BTreeMap<String, String> {
+        [("SCRATCH", "/tmp/s"), ("PROBE", "/p/probe")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn expand_str_replaces_known_names_and_keeps_escapes_and_lone_dollars() {
+        let out = expand_str("${SCRATCH}/a $HOME $$ $${X} ${PROBE}", &vars()).unwrap();
+        assert_eq!(out, "/tmp/s/a $HOME $$ ${X} /p/probe");
+    }
+
+    #[test]
+    fn expand_str_rejects_unknown_unset_and_unclosed_names() {
+        let e = expand_str("${NOPE}", &vars()).unwrap_err();
+        assert!(e.contains("unknown template variable ${NOPE}"), "{e}");
+        let e = expand_str("${ORACLE_TCP_PORT}", &vars()).unwrap_err();
+        assert!(e.contains("has no value"), "{e}");
+        let e = expand_str("a ${SCRATCH", &vars()).unwrap_err();
+        assert!(e.contains("unclosed"), "{e}");
+    }
+
+    #[test]
+    fn references_reports_offsets_and_skips_escapes() {
+        let r = references("x $${A} ${B} ${C");
+        assert_eq!(
+            r,
+            vec![
+                Reference {
+                    offset: 8,
+                    name: Some("B".into())
+                },
+                Reference {
+                    offset: 13,
+                    name: None
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn expand_covers_policy_run_expect_and_control_but_not_the_summary() {
+        let yaml = r#"
+id: t.x
+summary: "uses ${SCRATCH}"
+policy: {write: ["${SCRATCH}"]}
+run: {argv: ["${PROBE}", "write", "${SCRATCH}/f"]}
+expect:
+  host: {content: {"${SCRATCH}/f": "hi"}}
+control:
+  policy: {read: ["${SCRATCH}"]}
+  expect: {host: {absent: ["${SCRATCH}/g"]}}
+"#;
+        let case: Case = serde_saphyr::from_str(yaml).unwrap();
+        let out = expand(&case, &vars()).unwrap();
+        assert_eq!(out.summary, "uses ${SCRATCH}");
+        assert_eq!(out.policy.write, vec![std::path::PathBuf::from("/tmp/s")]);
+        assert_eq!(out.run.argv.as_ref().unwrap()[2], "/tmp/s/f");
+        let host = out.expect.host.as_ref().unwrap();
+        assert_eq!(host.content.get("/tmp/s/f").map(String::as_str), Some("hi"));
+        let control = out.control.as_ref().unwrap();
+        assert_eq!(
+            control.policy.read.as_ref().unwrap()[0],
+            std::path::PathBuf::from("/tmp/s")
+        );
+        assert_eq!(control.expect.host.as_ref().unwrap().absent[0], "/tmp/s/g");
+        let e = expand(&case, &BTreeMap::new()).unwrap_err();
+        assert!(e.starts_with("policy: "), "{e}");
+    }
+}

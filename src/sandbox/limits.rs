@@ -1,0 +1,220 @@
+//! Resource limits that hold for root and unprivileged users alike.
+//!
+//! - memory, open files, CPU seconds: rlimits (soft = hard), set in the
+//!   child before exec. Root could raise a hard limit back, so as root the
+//!   seccomp filter also denies `setrlimit`/`prlimit64` writes.
+//! - processes: the kernel does not enforce `RLIMIT_NPROC` for uid 0, and for
+//!   other uids it counts every process of the uid, not the sandbox's. As
+//!   root the sandbox therefore puts the command in a fresh `pids` cgroup
+//!   (`pids.max` = N); as another user it sets `RLIMIT_NPROC` to the uid's
+//!   current task count + N (approximate when the uid is busy elsewhere; a
+//!   delegated cgroup is not assumed, see ENVIRONMENT.md). No usable
+//!   mechanism is a setup error, never an unlimited run.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::SetupError;
+use crate::policy::{Limits, SetupErrorKind};
+
+/// One rlimit to set in the child.
+#[derive(Debug, Clone, Copy)]
+pub struct Rlimit {
+    /// `RLIMIT_*`.
+    pub resource: libc::__rlimit_resource_t,
+    /// Soft limit.
+    pub soft: libc::rlim_t,
+    /// Hard limit.
+    pub hard: libc::rlim_t,
+}
+
+/// The limits of a policy, prepared for the child (fixed-size, no heap use
+/// after fork).
+#[derive(Debug, Clone, Default)]
+pub struct Prepared {
+    /// The rlimits, in `rl[..n]`.
+    pub rl: [Option<Rlimit>; 4],
+    /// Process limit via a pids cgroup (root).
+    pub cgroup_processes: Option<u32>,
+    /// Process limit via RLIMIT_NPROC: N more tasks than the uid has at spawn.
+    pub nproc_processes: Option<u32>,
+}
+
+/// Prepares the rlimits of `limits`; decides how to limit processes.
+pub fn prepare(limits: &Limits, euid: u32) -> Result<Prepared, SetupError> {
+    let mut p = Prepared::default();
+    let mut i = 0;
+    let mut push = |r: Rlimit| {
+        p.rl[i] = Some(r);
+        i += 1;
+    };
+    if let Some(m) = limits.memory {
+        push(Rlimit {
+            resource: libc::RLIMIT_AS,
+            soft: m.0,
+            hard: m.0,
+        });
+    }
+    if let Some(n) = limits.open_files {
+        push(Rlimit {
+            resource: libc::RLIMIT_NOFILE,
+            soft: n,
+            hard: n,
+        });
+    }
+    if let Some(s) = limits.cpu_seconds {
+        // SIGXCPU at the soft limit, SIGKILL one second later.
+        push(Rlimit {
+            resource: libc::RLIMIT_CPU,
+            soft: s,
+            hard: s + 1,
+        });
+    }
+    if let Some(n) = limits.processes {
+        if n == 0 {
+            return Err(SetupError {
+                kind: SetupErrorKind::InvalidPolicy,
+                message: "invalid policy: limits.processes must be at least 1 (the command itself)"
+                    .into(),
+            });
+        }
+        if euid == 0 {
+            p.cgroup_processes = Some(n);
+        } else {
+            p.nproc_processes = Some(n);
+        }
+    }
+    Ok(p)
+}
+
+/// Tasks (threads included, as `RLIMIT_NPROC` counts them) of real uid `uid`.
+pub fn tasks_of_uid(uid: u32) -> u64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut total = 0;
+    for e in dir.flatten() {
+        let name = e.file_name();
+        if !name.as_encoded_bytes().iter().all(u8::is_ascii_digit) {
+            continue;
+        }
+        let Ok(status) = std::fs::read_to_string(e.path().join("status")) else {
+            continue;
+        };
+        let mut real_uid = None;
+        let mut threads = 1;
+        for line in status.lines() {
+            if let Some(rest) = line.strip_prefix("Uid:") {
+                real_uid = rest.split_whitespace().next().and_then(|s| s.parse().ok());
+            } else if let Some(rest) = line.strip_prefix("Threads:") {
+                threads = rest.trim().parse().unwrap_or(1);
+            }
+        }
+        if real_uid == Some(uid) {
+            total += threads;
+        }
+    }
+    total
+}
+
+/// A per-run pids cgroup; removed on drop (after the tree is gone).
+#[derive(Debug)]
+pub struct PidsCgroup {
+    dir: PathBuf,
+    /// `cgroup.procs`, open for writing; the child writes "0" to join.
+    pub procs: OwnedFd,
+}
+
+static CGROUP_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// Where a writable pids hierarchy is mounted: a cgroup v1 `pids` mount, or
+/// the cgroup2 root when `pids` is in its subtree_control.
+fn pids_hierarchy() -> Option<PathBuf> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let mut v2 = None;
+    for line in mountinfo.lines() {
+        // ... mount_point ... - fstype source super_options
+        let (left, right) = line.split_once(" - ")?;
+        let mount_point = left.split_whitespace().nth(4)?;
+        let mut r = right.split_whitespace();
+        let fstype = r.next()?;
+        let opts = r.nth(1).unwrap_or("");
+        if fstype == "cgroup" && opts.split(',').any(|o| o == "pids") {
+            return Some(PathBuf::from(mount_point));
+        }
+        if fstype == "cgroup2" && v2.is_none() {
+            let ctl =
+                std::fs::read_to_string(Path::new(mount_point).join("cgroup.subtree_control"))
+                    .unwrap_or_default();
+            if ctl.split_whitespace().any(|c| c == "pids") {
+                v2 = Some(PathBuf::from(mount_point));
+            }
+        }
+    }
+    v2
+}
+
+impl PidsCgroup {
+    /// Creates `<pids hierarchy>/sandspec/<pid>-<seq>` with `pids.max = max`.
+    pub fn create(max: u32) -> Result<PidsCgroup, SetupError> {
+        let fail = |why: String| {
+            SetupError {
+            kind: SetupErrorKind::RestrictFailed,
+            message: format!("failed to limit processes (a pids cgroup is needed as root, where RLIMIT_NPROC is not enforced): {why}"),
+        }
+        };
+        let root = pids_hierarchy().ok_or_else(|| {
+            fail("no writable pids cgroup hierarchy (no cgroup v1 pids mount, and pids is not enabled in the cgroup2 root's subtree_control)".into())
+        })?;
+        let parent = root.join("sandspec");
+        match std::fs::create_dir(&parent) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(fail(format!("{}: {e}", parent.display()))),
+        }
+        let dir = parent.join(format!(
+            "{}-{}",
+            std::process::id(),
+            CGROUP_SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir(&dir).map_err(|e| fail(format!("{}: {e}", dir.display())))?;
+        let cg = |procs| PidsCgroup {
+            dir: dir.clone(),
+            procs,
+        };
+        std::fs::write(dir.join("pids.max"), max.to_string()).map_err(|e| {
+            let _ = std::fs::remove_dir(&dir);
+            fail(format!("{}/pids.max: {e}", dir.display()))
+        })?;
+        let procs = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join("cgroup.procs"))
+            .map_err(|e| {
+                let _ = std::fs::remove_dir(&dir);
+                fail(format!("{}/cgroup.procs: {e}", dir.display()))
+            })?;
+        Ok(cg(procs.into()))
+    }
+
+    /// The raw fd of `cgroup.procs`.
+    pub fn procs_fd(&self) -> i32 {
+        self.procs.as_raw_fd()
+    }
+}
+
+impl Drop for PidsCgroup {
+    fn drop(&mut self) {
+        // The tree has been reaped by now; a cgroup with no tasks can go.
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// A C string for a path (no interior NUL).
+pub fn cpath(p: &Path) -> Result<CString, SetupError> {
+    CString::new(p.as_os_str().as_encoded_bytes()).map_err(|_| SetupError {
+        kind: SetupErrorKind::InvalidPolicy,
+        message: format!("invalid policy: path {} contains a NUL byte", p.display()),
+    })
+}
