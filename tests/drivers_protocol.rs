@@ -156,7 +156,10 @@ fn documented_result_examples_parse_as_run_output() {
 
 #[test]
 fn malformed_messages_are_rejected_by_the_schemas() {
-    assert_invalid("hello-request", &json!({"type":"hello","protocol":2,"suite":"0.1.0"}));
+    assert_invalid(
+        "hello-request",
+        &json!({"type":"hello","protocol":2,"suite":"0.1.0"}),
+    );
     assert_invalid(
         "hello-response",
         &json!({"type":"hello","protocol":1,"driver":{"name":"x","version":"1"},"capabilities":["fs.teleport"]}),
@@ -234,10 +237,26 @@ fn all_capabilities() -> Vec<Capability> {
     ];
     for c in all {
         match c {
-            FsRead | FsWrite | FsExec | FsFilterMissing | NetDeny | NetAllow | NetTcpConnect
-            | NetTcpBind | ScopeSignal | ScopeAbstractUnixSocket | LimitsMemory
-            | LimitsProcesses | LimitsOpenFiles | LimitsCpuSeconds | LimitsOutputBytes
-            | Timeout | Script | Stdin | Env | Cwd => {}
+            FsRead
+            | FsWrite
+            | FsExec
+            | FsFilterMissing
+            | NetDeny
+            | NetAllow
+            | NetTcpConnect
+            | NetTcpBind
+            | ScopeSignal
+            | ScopeAbstractUnixSocket
+            | LimitsMemory
+            | LimitsProcesses
+            | LimitsOpenFiles
+            | LimitsCpuSeconds
+            | LimitsOutputBytes
+            | Timeout
+            | Script
+            | Stdin
+            | Env
+            | Cwd => {}
         }
     }
     all.to_vec()

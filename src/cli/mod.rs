@@ -3,8 +3,10 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod expectations;
 pub mod list;
 pub mod probe;
+pub mod report;
 pub mod sandbox;
 
 /// Exit code for bad input or configuration (a malformed case file, a broken
@@ -29,6 +31,11 @@ pub enum Commands {
     Probe(probe::ProbeArgs),
     /// List the cases of a corpus.
     List(list::ListArgs),
+    /// The backend × case matrix of several runs (HTML, Markdown, text), or
+    /// the comparison of two runs (--diff).
+    Report(report::ReportArgs),
+    /// Expectation files: `update --from RUN.json FILE`.
+    Expectations(expectations::ExpectationsArgs),
 }
 
 /// Runs the parsed command line; returns the process exit code.
@@ -37,5 +44,7 @@ pub fn main(cli: Cli) -> i32 {
         Commands::Sandbox(a) => sandbox::exec(*a),
         Commands::Probe(a) => probe::exec(a),
         Commands::List(a) => list::exec(a),
+        Commands::Report(a) => report::exec(a),
+        Commands::Expectations(a) => expectations::exec(a),
     }
 }
