@@ -125,10 +125,10 @@ pub fn render(m: &Matrix, title: &str) -> String {
          <title>{}</title>\n<style>{CSS}</style>\n</head>\n<body>\n",
         escape(title)
     );
-    let _ = write!(out, "<h1>{}</h1>\n", escape(title));
-    let _ = write!(
+    let _ = writeln!(out, "<h1>{}</h1>", escape(title));
+    let _ = writeln!(
         out,
-        "<p class=\"meta\">{} backends &times; {} cases. Hover a cell for its reason, or click it to open the details.</p>\n",
+        "<p class=\"meta\">{} backends &times; {} cases. Hover a cell for its reason, or click it to open the details.</p>",
         m.columns.len(),
         m.rows.len()
     );
@@ -152,7 +152,7 @@ pub fn render(m: &Matrix, title: &str) -> String {
             let n = c.counts.get(&s).copied().unwrap_or(0);
             let _ = write!(out, "<td class=\"num\">{n}</td>");
         }
-        let _ = write!(out, "<td><code>{}</code></td></tr>\n", escape(&c.source));
+        let _ = writeln!(out, "<td><code>{}</code></td></tr>", escape(&c.source));
     }
     out.push_str("</tbody>\n</table>\n");
 
@@ -178,9 +178,9 @@ pub fn render(m: &Matrix, title: &str) -> String {
     }
     out.push_str("</tr></thead>\n<tbody>\n");
     for (area, rows) in m.areas() {
-        let _ = write!(
+        let _ = writeln!(
             out,
-            "<tr class=\"area same\"><th colspan=\"{}\">{}</th></tr>\n",
+            "<tr class=\"area same\"><th colspan=\"{}\">{}</th></tr>",
             m.columns.len() + 1,
             escape(area)
         );
