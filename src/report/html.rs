@@ -40,7 +40,7 @@ thead th { background: var(--head); position: sticky; top: 0; z-index: 1; border
 table.summary td.num { text-align: right; font-variant-numeric: tabular-nums; }
 table.matrix { min-width: 60%; }
 table.matrix td.case { white-space: nowrap; }
-table.matrix td.cell { min-width: 120px; max-width: 340px; }
+table.matrix td.cell { min-width: 130px; max-width: 300px; }
 tr.area th { background: #eef1f4; font-size: 12px; text-transform: uppercase; letter-spacing: .05em; color: var(--muted); }
 tr.differs td.case { box-shadow: inset 3px 0 0 var(--fail); }
 .tags { color: var(--muted); font-size: 11.5px; margin-left: 6px; }
@@ -51,11 +51,11 @@ tr.differs td.case { box-shadow: inset 3px 0 0 var(--fail); }
 .absent { color: var(--muted); }
 details > summary { cursor: pointer; list-style: none; }
 details > summary::-webkit-details-marker { display: none; }
-details > summary::after { content: " \25B8"; color: var(--muted); font-size: 11px; }
-details[open] > summary::after { content: " \25BE"; }
+.more { display: inline-block; margin-left: 5px; color: var(--muted); font-size: 11px; transition: transform .1s; }
+details[open] .more { transform: rotate(90deg); }
 .why { margin-top: 4px; font-size: 12px; color: var(--fg); white-space: pre-wrap; word-break: break-word; }
 .brief { display: block; margin-top: 3px; font-size: 12px; color: var(--muted); overflow: hidden; text-overflow: ellipsis;
-         white-space: nowrap; max-width: 320px; }
+         white-space: nowrap; max-width: 280px; }
 details[open] .brief { display: none; }
 .legend span.badge { margin-right: 4px; }
 .legend { color: var(--muted); font-size: 12.5px; }
@@ -93,8 +93,13 @@ fn cell_html(out: &mut String, cell: Option<&Cell>, column: &Column) {
         return;
     };
     let detail = cell.detail();
-    if detail.is_empty() {
-        let _ = write!(out, "<td class=\"cell\">{}</td>", badge(cell.status));
+    if cell.status == Status::Pass || detail.is_empty() {
+        let _ = write!(
+            out,
+            "<td class=\"cell\" title=\"{}\">{}</td>",
+            escape(&detail),
+            badge(cell.status)
+        );
         return;
     }
     let brief = cell
@@ -106,8 +111,8 @@ fn cell_html(out: &mut String, cell: Option<&Cell>, column: &Column) {
         .unwrap_or("");
     let _ = write!(
         out,
-        "<td class=\"cell\" title=\"{}\"><details><summary>{}<span class=\"brief\">{}</span></summary>\
-         <div class=\"why\">{}</div></details></td>",
+        "<td class=\"cell\" title=\"{}\"><details><summary>{}<span class=\"more\">&#9656;</span>\
+         <span class=\"brief\">{}</span></summary><div class=\"why\">{}</div></details></td>",
         escape(&detail),
         badge(cell.status),
         escape(brief),
@@ -180,7 +185,7 @@ pub fn render(m: &Matrix, title: &str) -> String {
     for (area, rows) in m.areas() {
         let _ = writeln!(
             out,
-            "<tr class=\"area same\"><th colspan=\"{}\">{}</th></tr>",
+            "<tr class=\"area\"><th colspan=\"{}\">{}</th></tr>",
             m.columns.len() + 1,
             escape(area)
         );
