@@ -147,14 +147,20 @@ impl Filter {
     /// A filter making the landlock syscalls (444–446) fail with `errno`:
     /// a kernel without Landlock (ENOSYS) or with it disabled (EOPNOTSUPP).
     pub fn no_landlock(errno: i32) -> Result<Filter, SetupError> {
-        let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
-        for nr in [
-            libc::SYS_landlock_create_ruleset,
-            libc::SYS_landlock_add_rule,
-            libc::SYS_landlock_restrict_self,
-        ] {
-            rules.insert(nr, vec![]);
-        }
+        Self::failing(
+            &[
+                libc::SYS_landlock_create_ruleset,
+                libc::SYS_landlock_add_rule,
+                libc::SYS_landlock_restrict_self,
+            ],
+            errno,
+        )
+    }
+
+    /// A filter making exactly `syscalls` fail with `errno`; everything
+    /// else is allowed. For fault injection (tests, platform simulation).
+    pub fn failing(syscalls: &[i64], errno: i32) -> Result<Filter, SetupError> {
+        let rules = syscalls.iter().map(|nr| (*nr, vec![])).collect();
         Self::compile(rules, errno)
     }
 
