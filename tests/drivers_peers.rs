@@ -208,13 +208,19 @@ impl DriverProc {
 
     /// Sends `run` and returns the validated result.
     fn run(&mut self, seq: u64, policy: Value, command: Value) -> Result<Value, Failed> {
-        let r = self.request(&json!({"type":"run","seq":seq,"case":"peer-test","policy":policy,"command":command}))?;
+        let r = self.request(
+            &json!({"type":"run","seq":seq,"case":"peer-test","policy":policy,"command":command}),
+        )?;
         if r["type"] != "result" {
             return Err(format!("driver {} answered run {seq} with {r}", self.name).into());
         }
         check("result", &r)?;
         if r["seq"] != seq {
-            return Err(format!("driver {} answered seq {} to run {seq}", self.name, r["seq"]).into());
+            return Err(format!(
+                "driver {} answered seq {} to run {seq}",
+                self.name, r["seq"]
+            )
+            .into());
         }
         Ok(r)
     }
@@ -295,7 +301,11 @@ fn handshake(peer: Peer) -> Result<(), Failed> {
     let mut d = DriverProc::start(peer.name)?;
     let h = d.hello()?;
     if h["driver"]["name"] != peer.name {
-        return Err(format!("driver calls itself {}, not {}", h["driver"]["name"], peer.name).into());
+        return Err(format!(
+            "driver calls itself {}, not {}",
+            h["driver"]["name"], peer.name
+        )
+        .into());
     }
     if h["capabilities"].as_array().is_none_or(|c| c.is_empty()) {
         return Err("the driver claims no capability".into());
@@ -381,8 +391,7 @@ fn missing_path(peer: Peer) -> Result<(), Failed> {
     let o = &r["outcome"];
     let ok = match peer.missing_path {
         MissingPath::SetupError(kind) => {
-            o.get("setup_error").is_some()
-                && kind.is_none_or(|k| o["setup_error"]["kind"] == k)
+            o.get("setup_error").is_some() && kind.is_none_or(|k| o["setup_error"]["kind"] == k)
         }
         MissingPath::Timeout => *o == json!("timeout"),
         MissingPath::Runs => *o == json!({"exited":{"code":0}}),
@@ -412,7 +421,11 @@ fn protocol_stream_is_out_of_reach(peer: Peer) -> Result<(), Failed> {
     // With no stdin given, cat must see EOF at once: blocking means it is
     // attached to something the harness still holds open.
     if r["outcome"] != json!({"exited":{"code":0}}) {
-        return Err(format!("cat with empty stdin gave {} (stdout {out:?})", r["outcome"]).into());
+        return Err(format!(
+            "cat with empty stdin gave {} (stdout {out:?})",
+            r["outcome"]
+        )
+        .into());
     }
     let r2 = d.run(2, base_policy(), json!({"argv":["/bin/true"]}))?;
     if r2["outcome"] != json!({"exited":{"code":0}}) {
@@ -431,14 +444,20 @@ fn main() {
         ("network_deny_against_a_loopback_listener", network_deny),
         ("timeout_is_reported_as_timeout", timeout_is_reported),
         ("missing_allowlisted_path_behaves_as_observed", missing_path),
-        ("command_cannot_reach_the_protocol_stream", protocol_stream_is_out_of_reach),
+        (
+            "command_cannot_reach_the_protocol_stream",
+            protocol_stream_is_out_of_reach,
+        ),
     ];
     let mut trials = Vec::new();
     for &peer in PEERS {
         let missing = (peer.missing)();
         if let Some(why) = &missing {
             if require {
-                eprintln!("peer {}: MISSING (SANDSPEC_REQUIRE_PEERS=1): {why}", peer.name);
+                eprintln!(
+                    "peer {}: MISSING (SANDSPEC_REQUIRE_PEERS=1): {why}",
+                    peer.name
+                );
             } else {
                 eprintln!("peer {}: skipped: {why}", peer.name);
             }
@@ -455,4 +474,3 @@ fn main() {
     }
     libtest_mimic::run(&args, trials).exit();
 }
-
