@@ -107,7 +107,6 @@ def parse_size(value):
     return int(float(s[:i]) * _SIZE_UNITS[unit])
 
 
-_RUN_KEYS = {"type", "seq", "case", "policy", "command"}
 _POLICY_KEYS = {"read", "write", "exec", "network", "scope", "limits", "timeout", "env", "cwd"}
 _LIMIT_KEYS = {"memory", "processes", "open_files", "cpu_seconds", "output_bytes"}
 _COMMAND_KEYS = {"argv", "script", "stdin_b64"}
@@ -127,10 +126,16 @@ class Request:
     """One ``run`` message, with the policy's fields at hand."""
 
     def __init__(self, msg):
-        _only(msg, _RUN_KEYS, "run")
+        # Unknown top-level fields are ignored (the harness may add optional
+        # ones within a version); inside policy and command an unknown field
+        # is a rule this driver would not enforce, so it is refused.
         _only(msg.get("policy") or {}, _POLICY_KEYS, "policy")
         _only((msg.get("policy") or {}).get("limits") or {}, _LIMIT_KEYS, "policy.limits")
         _only(msg.get("command") or {}, _COMMAND_KEYS, "command")
+        if isinstance((msg.get("command") or {}).get("script"), dict):
+            _only(msg["command"]["script"], {"interpreter", "body"}, "command.script")
+        if isinstance((msg.get("policy") or {}).get("network"), dict):
+            _only(msg["policy"]["network"], {"tcp_connect", "tcp_bind"}, "policy.network")
         self.seq = msg["seq"]
         self.case = msg.get("case", "")
         policy = msg.get("policy") or {}
