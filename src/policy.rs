@@ -12,10 +12,11 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// What the sandboxed command may do. Everything not granted is denied.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
     /// Paths (files or directories, recursively) the command may read.
@@ -55,9 +56,10 @@ pub struct Policy {
 /// The `PATH` a sandboxed command gets when the policy lists none.
 pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
-/// Network access. Deserialised by hand (not `untagged`) so that a typo in
-/// a port rule is named in the error instead of "no variant matched".
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+// Deserialised by hand (not `untagged`) so that a typo in a port rule is
+// named in the error instead of "no variant matched".
+/// Network access.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Network {
     /// No network at all: no TCP connect or bind, no UDP, no raw sockets.
@@ -97,7 +99,7 @@ impl<'de> Deserialize<'de> for Network {
 }
 
 /// TCP port allowlists (Landlock ABI 4+).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PortRules {
     /// Ports the command may `connect()` to, on any address.
@@ -109,7 +111,9 @@ pub struct PortRules {
 }
 
 /// An IPC scope (Landlock ABI 6+).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ScopeKind {
     /// No signals to processes outside the sandbox.
@@ -119,7 +123,7 @@ pub enum ScopeKind {
 }
 
 /// Resource limits. `None` means unlimited.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     /// Address space of each process, in bytes.
@@ -223,6 +227,21 @@ impl<'de> Deserialize<'de> for Size {
     }
 }
 
+impl JsonSchema for Size {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Size".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A size in bytes: a number, or a string such as \"64K\", \"16MiB\", \"1G\" (powers of 1024) or \"2MB\" (powers of 1000).",
+            "oneOf": [
+                {"type": "integer", "minimum": 0},
+                {"type": "string", "pattern": "^\\s*[0-9.]+\\s*(B|K|k|KiB|Ki|M|MiB|Mi|G|GiB|Gi|T|TiB|Ti|kB|KB|MB|GB)?\\s*$"}
+            ]
+        })
+    }
+}
+
 /// A wall-clock timeout; parsed from `"2s"`, `"500ms"`, `"1.5s"`, `"1m"` or a
 /// number of seconds. Serialised as whole milliseconds (`"1500ms"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -291,6 +310,21 @@ impl<'de> Deserialize<'de> for Timeout {
                 .map_err(|_| serde::de::Error::custom(format!("invalid duration {n}"))),
             Repr::S(s) => s.parse().map_err(serde::de::Error::custom),
         }
+    }
+}
+
+impl JsonSchema for Timeout {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Timeout".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A duration: seconds as a number, or a string such as \"500ms\", \"2s\", \"1.5s\", \"1m\".",
+            "oneOf": [
+                {"type": "number", "minimum": 0},
+                {"type": "string", "pattern": "^\\s*[0-9.]+\\s*(s|ms|us|m|min)?\\s*$"}
+            ]
+        })
     }
 }
 
@@ -465,7 +499,7 @@ pub enum Outcome {
 }
 
 /// Why a sandbox could not be set up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum SetupErrorKind {

@@ -36,6 +36,9 @@ pub enum Commands {
     Report(report::ReportArgs),
     /// Expectation files: `update --from RUN.json FILE`.
     Expectations(expectations::ExpectationsArgs),
+    /// Print the JSON Schema of case files (writes conformance/schema.json).
+    #[command(hide = true)]
+    Schema,
 }
 
 /// Runs the parsed command line; returns the process exit code.
@@ -46,5 +49,9 @@ pub fn main(cli: Cli) -> i32 {
         Commands::List(a) => list::exec(a),
         Commands::Report(a) => report::exec(a),
         Commands::Expectations(a) => expectations::exec(a),
+        Commands::Schema => {
+            print!("{}", crate::corpus::schema::json());
+            0
+        }
     }
 }

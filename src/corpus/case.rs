@@ -10,16 +10,19 @@
 //! `${SCRATCH}` (the case's scratch directory), `${PROBE}` (the probe
 //! binary), `${ORACLE_TCP_PORT}`, `${ORACLE_UDP_PORT}`, `${ORACLE_DNS_PORT}`,
 //! `${ORACLE_TCP_PORT_2}` (a second TCP listener, for port allowlists),
-//! `${VICTIM_PID}` (a harness-owned process outside the sandbox).
+//! `${VICTIM_PID}` (a harness-owned process outside the sandbox),
+//! `${ORACLE_UNIX_NAME}` (an abstract unix socket outside the sandbox).
+//! Port lists hold numbers, so oracle ports go in `oracle_ports` instead.
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::policy::{Limits, Network, Policy, ScopeKind, SetupErrorKind, Size, Timeout};
 
 /// One conformance case.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Case {
     /// Stable forever: expectation files and reports key on it.
@@ -45,6 +48,9 @@ pub struct Case {
     /// The policy under test.
     #[serde(default)]
     pub policy: Policy,
+    /// Oracle ports added to `policy.network`'s TCP rules at run time.
+    #[serde(default, skip_serializing_if = "OraclePorts::is_empty")]
+    pub oracle_ports: OraclePorts,
     /// The command under test.
     pub run: Run,
     /// What must be observed.
@@ -56,7 +62,9 @@ pub struct Case {
 }
 
 /// Closed tag vocabulary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Tag {
     /// One of the five cases that started the project.
@@ -84,7 +92,7 @@ pub enum Tag {
 }
 
 /// Requirements; an unmet one makes the case a skip with its reason.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Requires {
     /// Capabilities the driver must claim in its handshake.
@@ -103,7 +111,9 @@ pub struct Requires {
 }
 
 /// Closed capability vocabulary, claimed by drivers in `hello`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 pub enum Capability {
     /// `policy.read`.
     #[serde(rename = "fs.read")]
@@ -168,7 +178,9 @@ pub enum Capability {
 }
 
 /// Harness-owned listeners on 127.0.0.1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum OracleKind {
     /// TCP listener counting accepted connections: `${ORACLE_TCP_PORT}`.
@@ -181,10 +193,37 @@ pub enum OracleKind {
     Dns,
     /// A harness-owned process (`${VICTIM_PID}`) that must survive.
     Victim,
+    /// A listener on an abstract unix socket outside the sandbox, counting
+    /// accepted connections; its name (without the leading NUL) in
+    /// `${ORACLE_UNIX_NAME}`. For `scope: [abstract_unix_socket]`.
+    Unix,
+}
+
+/// Oracle ports to add to the case's TCP port rules at run time, when
+/// their numbers are known (a port list holds numbers, so it cannot hold a
+/// `${ORACLE_TCP_PORT}` template). Applied by [`crate::corpus::template::expand`]
+/// to `policy.network`, which must then be a port-rule map; a control that
+/// replaces `network` replaces them too.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OraclePorts {
+    /// Oracles (`tcp`, `tcp2`) whose ports are added to `tcp_connect`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tcp_connect: Vec<OracleKind>,
+    /// Oracles (`tcp`, `tcp2`) whose ports are added to `tcp_bind`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tcp_bind: Vec<OracleKind>,
+}
+
+impl OraclePorts {
+    /// True when no oracle port is listed.
+    pub fn is_empty(&self) -> bool {
+        self.tcp_connect.is_empty() && self.tcp_bind.is_empty()
+    }
 }
 
 /// What the harness creates in the scratch directory before the run.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Setup {
     /// Directories (relative to the scratch directory).
@@ -199,7 +238,7 @@ pub struct Setup {
 }
 
 /// A file in the scratch directory.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetupFile {
     /// Path relative to the scratch directory.
@@ -216,7 +255,7 @@ pub struct SetupFile {
 }
 
 /// A symlink in the scratch directory.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetupSymlink {
     /// Link path relative to the scratch directory.
@@ -227,7 +266,7 @@ pub struct SetupSymlink {
 
 /// A simulated platform, made real by a seccomp filter the harness installs
 /// on the backend process before it starts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Simulate {
     /// How the landlock syscalls fail.
@@ -235,7 +274,7 @@ pub struct Simulate {
 }
 
 /// How the simulated kernel lacks Landlock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SimulatedLandlock {
     /// Syscalls 444–446 fail with ENOSYS (not built in).
@@ -245,7 +284,7 @@ pub enum SimulatedLandlock {
 }
 
 /// The command of a case.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Run {
     /// The argv (templated).
@@ -260,7 +299,7 @@ pub struct Run {
 }
 
 /// A script in a case.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunScript {
     /// Interpreter and leading arguments.
@@ -274,7 +313,7 @@ pub struct RunScript {
 }
 
 /// A body of `size` bytes: `filler` repeated, then `tail`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GeneratedBody {
     /// Total size, at least.
@@ -286,7 +325,7 @@ pub struct GeneratedBody {
 }
 
 /// What must be observed. Every present field must match.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Expect {
     /// The outcome.
@@ -319,7 +358,7 @@ pub struct Expect {
 }
 
 /// Matches an [`crate::policy::Outcome`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum OutcomeMatcher {
     /// `{exited: {code: 0}}`; `code` omitted: any.
@@ -347,9 +386,9 @@ pub enum OutcomeMatcher {
     Failed,
 }
 
+// Deserialised by hand (not `untagged`) so that a bad value gets a message
+// naming the accepted forms, and a bad comparison is an error at load.
 /// Matches an integer: `0`, `{not: 0}`, `{in: [1, 2]}`, `">=1"`, `"<3"`.
-/// Deserialised by hand (not `untagged`) so that a bad value gets a message
-/// naming the accepted forms, and a bad comparison is an error at load.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum IntMatcher {
@@ -398,8 +437,25 @@ impl<'de> Deserialize<'de> for IntMatcher {
     }
 }
 
+impl JsonSchema for IntMatcher {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "IntMatcher".into()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let set = generator.subschema_for::<IntSet>();
+        schemars::json_schema!({
+            "description": "Matches an integer: exactly (0), a comparison (\">=1\", \"<3\", \"==2\", \"!=0\"), {not: N} or {in: [N, ...]}.",
+            "oneOf": [
+                {"type": "integer"},
+                {"type": "string", "pattern": "^\\s*(>=|<=|==|!=|>|<)\\s*-?[0-9]+\\s*$"},
+                set
+            ]
+        })
+    }
+}
+
 /// Set forms of [`IntMatcher`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum IntSet {
     /// Anything but this.
@@ -409,7 +465,7 @@ pub enum IntSet {
 }
 
 /// Matches stdout or stderr (as UTF-8, lossily).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TextMatcher {
     /// Exactly this text.
@@ -433,7 +489,7 @@ pub struct TextMatcher {
 }
 
 /// Matches the probe's JSON line.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProbeMatcher {
     /// The probe's `ok`.
@@ -448,7 +504,7 @@ pub struct ProbeMatcher {
 }
 
 /// Matches what an oracle saw.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OracleMatcher {
     /// Connections accepted, datagrams or queries received. For `victim`:
@@ -461,7 +517,7 @@ pub struct OracleMatcher {
 }
 
 /// Host side effects, checked outside the sandbox after the run.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HostMatcher {
     /// Paths that must not exist (templated).
@@ -476,7 +532,7 @@ pub struct HostMatcher {
 }
 
 /// The control run: the case again with the restriction lifted.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Control {
     /// Fields replacing the case's policy fields (each present field
@@ -492,7 +548,7 @@ pub struct Control {
 }
 
 /// A partial [`Policy`] for controls.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyPatch {
     /// Replaces `read`.

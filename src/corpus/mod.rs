@@ -22,6 +22,7 @@ use serde_saphyr::{DefaultMessageFormatter, MessageFormatter};
 pub mod case;
 pub mod locate;
 pub mod matcher;
+pub mod schema;
 pub mod setup;
 pub mod template;
 pub mod validate;
@@ -214,9 +215,15 @@ fn parse(doc: &str) -> Result<Case, (Option<Pos>, String)> {
             line: l.line(),
             col: l.column(),
         });
-        let raw = DefaultMessageFormatter
-            .format_message(e.without_snippet())
-            .into_owned();
+        let inner = e.without_snippet();
+        let raw = match inner {
+            // The parser's "expected sequence start" is a type mismatch:
+            // say so, since the value it got is right there at the position.
+            serde_saphyr::Error::Unexpected { expected, .. } => {
+                format!("wrong type: expected {expected}")
+            }
+            other => DefaultMessageFormatter.format_message(other).into_owned(),
+        };
         (pos, one_line(&raw))
     })
 }

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::case::{Case, OracleKind};
+use crate::policy::Network;
 
 /// Every template variable a case may use, with what it stands for.
 pub const VARIABLES: &[(&str, &str)] = &[
@@ -32,7 +33,23 @@ pub const VARIABLES: &[(&str, &str)] = &[
         "VICTIM_PID",
         "pid of the `victim` oracle, a harness-owned process outside the sandbox",
     ),
+    (
+        "ORACLE_UNIX_NAME",
+        "name (without the leading NUL) of the `unix` oracle's abstract socket",
+    ),
 ];
+
+/// The variable holding an oracle's port, pid or name.
+pub fn variable_of(kind: OracleKind) -> &'static str {
+    match kind {
+        OracleKind::Tcp => "ORACLE_TCP_PORT",
+        OracleKind::Tcp2 => "ORACLE_TCP_PORT_2",
+        OracleKind::Udp => "ORACLE_UDP_PORT",
+        OracleKind::Dns => "ORACLE_DNS_PORT",
+        OracleKind::Victim => "VICTIM_PID",
+        OracleKind::Unix => "ORACLE_UNIX_NAME",
+    }
+}
 
 /// The oracle a variable needs listed in the case's `oracles`, if any.
 pub fn oracle_of(name: &str) -> Option<OracleKind> {
@@ -42,6 +59,7 @@ pub fn oracle_of(name: &str) -> Option<OracleKind> {
         "ORACLE_UDP_PORT" => Some(OracleKind::Udp),
         "ORACLE_DNS_PORT" => Some(OracleKind::Dns),
         "VICTIM_PID" => Some(OracleKind::Victim),
+        "ORACLE_UNIX_NAME" => Some(OracleKind::Unix),
         _ => None,
     }
 }
@@ -161,7 +179,8 @@ pub fn known_list() -> String {
 /// Expands `${NAME}` in every string of `policy`, `run`, `setup`, `expect`
 /// and `control` (map keys included, e.g. `expect.host.content` paths); an
 /// unknown name is an error. `id`, `summary`, `tags`, `requires`, `oracles`
-/// and `simulate` are left as written.
+/// and `simulate` are left as written. Then adds the `oracle_ports` to the
+/// policy's TCP port rules (and empties `oracle_ports`).
 pub fn expand(case: &Case, vars: &BTreeMap<String, String>) -> Result<Case, String> {
     let mut value = serde_json::to_value(case)
         .map_err(|e| format!("failed to expand templates of {}: {e}", case.id))?;
@@ -172,8 +191,35 @@ pub fn expand(case: &Case, vars: &BTreeMap<String, String>) -> Result<Case, Stri
             }
         }
     }
-    serde_json::from_value(value)
-        .map_err(|e| format!("failed to expand templates of {}: {e}", case.id))
+    let mut out: Case = serde_json::from_value(value)
+        .map_err(|e| format!("failed to expand templates of {}: {e}", case.id))?;
+    apply_oracle_ports(&mut out, vars)?;
+    Ok(out)
+}
+
+fn apply_oracle_ports(case: &mut Case, vars: &BTreeMap<String, String>) -> Result<(), String> {
+    let ports = std::mem::take(&mut case.oracle_ports);
+    if ports.is_empty() {
+        return Ok(());
+    }
+    let Network::Ports(rules) = &mut case.policy.network else {
+        return Err("oracle_ports: policy.network must be a port-rule map ({tcp_connect: [...], tcp_bind: [...]})".into());
+    };
+    let port = |kind: OracleKind| -> Result<u16, String> {
+        let var = variable_of(kind);
+        let v = vars
+            .get(var)
+            .ok_or_else(|| format!("oracle_ports: ${{{var}}} has no value for this case"))?;
+        v.parse()
+            .map_err(|_| format!("oracle_ports: ${{{var}}} = {v:?} is not a port number"))
+    };
+    for kind in &ports.tcp_connect {
+        rules.tcp_connect.push(port(*kind)?);
+    }
+    for kind in &ports.tcp_bind {
+        rules.tcp_bind.push(port(*kind)?);
+    }
+    Ok(())
 }
 
 fn expand_value(v: &mut Value, vars: &BTreeMap<String, String>) -> Result<(), String> {
@@ -269,5 +315,31 @@ control:
         assert_eq!(control.expect.host.as_ref().unwrap().absent[0], "/tmp/s/g");
         let e = expand(&case, &BTreeMap::new()).unwrap_err();
         assert!(e.starts_with("policy: "), "{e}");
+    }
+
+    #[test]
+    fn expand_adds_oracle_ports_to_the_tcp_rules() {
+        let yaml = r#"
+id: t.ports
+summary: s
+oracles: [tcp, tcp2]
+oracle_ports: {tcp_connect: [tcp2], tcp_bind: [tcp]}
+policy: {network: {tcp_connect: [80]}}
+run: {argv: [x]}
+expect: {outcome: timeout}
+"#;
+        let case: Case = serde_saphyr::from_str(yaml).unwrap();
+        let mut v = vars();
+        v.insert("ORACLE_TCP_PORT".into(), "4000".into());
+        v.insert("ORACLE_TCP_PORT_2".into(), "4001".into());
+        let out = expand(&case, &v).unwrap();
+        let Network::Ports(rules) = &out.policy.network else {
+            panic!("not port rules: {:?}", out.policy.network)
+        };
+        assert_eq!(rules.tcp_connect, vec![80, 4001]);
+        assert_eq!(rules.tcp_bind, vec![4000]);
+        assert!(out.oracle_ports.is_empty());
+        let e = expand(&case, &vars()).unwrap_err();
+        assert!(e.contains("has no value"), "{e}");
     }
 }

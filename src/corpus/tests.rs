@@ -67,7 +67,7 @@ fn an_unknown_top_level_field_is_reported() {
 #[test]
 fn a_wrong_type_is_reported_at_the_value() {
     let p = only(&GOOD.replace("run: {argv: [/bin/true]}", "run: {argv: 3}"));
-    assert!(p.starts_with("5:13: "), "{p}");
+    assert_eq!(p, "5:13: wrong type: expected sequence start");
     let p = only(&GOOD.replace("code: 0", "code: [0]"));
     assert!(
         p.starts_with("7:22: ") && p.contains("expected an integer, a comparison"),
@@ -286,6 +286,17 @@ fn multi_document_files_load_each_document_with_its_own_line_numbers() {
     let cases = load(&f).unwrap();
     let ids: Vec<&str> = cases.iter().map(|c| c.case.id.as_str()).collect();
     assert_eq!(ids, ["fs.read.ok", "fs.read.two"]);
+
+    // `...` ends a document; `--- ` may carry the next one on its own line.
+    let third = "--- {id: fs.read.three, summary: s, run: {argv: [x]}, expct: {}}\n";
+    fs::write(&f, format!("{GOOD}...\n# between\n{third}")).unwrap();
+    let err = load(&f).unwrap_err();
+    assert_eq!(err.problems.len(), 1, "{err}");
+    assert_eq!(
+        (err.problems[0].line, err.problems[0].col),
+        (10, 55),
+        "{err}"
+    );
 }
 
 #[test]
@@ -313,4 +324,31 @@ fn files_other_than_yaml_and_hidden_files_are_ignored() {
     write(tmp.path(), "README.md", "# not a case\n");
     write(tmp.path(), ".hidden.yaml", "garbage: [");
     assert_eq!(load(tmp.path()).unwrap().len(), 1);
+}
+
+#[test]
+fn oracle_ports_need_port_rules_and_listed_tcp_oracles() {
+    let text =
+        format!("{GOOD}oracles: [tcp, udp]\noracle_ports: {{tcp_connect: [tcp, udp, tcp2]}}\n");
+    let p = problems(&text);
+    let expected = [
+        "9:1: oracle_ports needs policy.network to be a port-rule map",
+        "9:35: oracle udp has no TCP port",
+        "9:40: oracle tcp2 is not listed",
+    ];
+    assert_eq!(p.len(), expected.len(), "{p:#?}");
+    for (got, want) in p.iter().zip(expected) {
+        assert!(got.starts_with(want), "{got:?} should start with {want:?}");
+    }
+    let ok = GOOD.replace(
+        "{read: [/usr]}",
+        "{read: [/usr], network: {tcp_connect: []}}",
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let f = write(
+        tmp.path(),
+        "ok.yaml",
+        &format!("{ok}oracles: [tcp]\noracle_ports: {{tcp_connect: [tcp]}}\n"),
+    );
+    assert_eq!(load(&f).unwrap().len(), 1);
 }

@@ -13,6 +13,7 @@ use super::matcher::AbiRequirement;
 use super::setup::{check_relative, parse_mode};
 use super::template;
 use super::vocab::{oracle_name, tag_name};
+use crate::policy::Network;
 
 /// A problem found in one case: where, and what.
 pub type Found = (Pos, String);
@@ -36,6 +37,7 @@ pub fn check(case: &Case, ix: &Index) -> Vec<Found> {
     if let Some(control) = &case.control {
         v.expect(&control.expect, "control.expect", &listed);
     }
+    v.oracle_ports(case, &listed);
     v.templates(&listed);
     v.out.sort_by_key(|(pos, _)| *pos);
     v.out
@@ -288,6 +290,41 @@ impl Checker<'_> {
                         path,
                         format!("oracle {} needs `received`", oracle_name(kind)),
                     ),
+                }
+            }
+        }
+    }
+
+    fn oracle_ports(&mut self, case: &Case, listed: &BTreeSet<OracleKind>) {
+        if case.oracle_ports.is_empty() {
+            return;
+        }
+        if !matches!(case.policy.network, Network::Ports(_)) {
+            self.at(
+                "oracle_ports",
+                "oracle_ports needs policy.network to be a port-rule map ({tcp_connect: [...], tcp_bind: [...]})",
+            );
+        }
+        let lists = [
+            ("tcp_connect", &case.oracle_ports.tcp_connect),
+            ("tcp_bind", &case.oracle_ports.tcp_bind),
+        ];
+        for (field, kinds) in lists {
+            for (i, kind) in kinds.iter().enumerate() {
+                let path = format!("oracle_ports.{field}[{i}]");
+                if !matches!(kind, OracleKind::Tcp | OracleKind::Tcp2) {
+                    self.at_value(
+                        &path,
+                        format!(
+                            "oracle {} has no TCP port: use tcp or tcp2",
+                            oracle_name(*kind)
+                        ),
+                    );
+                } else if !listed.contains(kind) {
+                    self.at_value(
+                        &path,
+                        format!("oracle {} is not listed in `oracles`", oracle_name(*kind)),
+                    );
                 }
             }
         }

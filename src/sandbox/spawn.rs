@@ -306,11 +306,19 @@ unsafe fn supervisor(plan: &ChildPlan<'_>) -> ! {
 
     // Supervisor: drop everything the command owns, so the caller sees EOF
     // on the output pipes as soon as the tree is gone.
+    // FD_SCRIPT and FD_CGROUP are only ours when placed: when unused, the
+    // error pipe may have been given those numbers.
     // SAFETY: closing fds of this process.
     unsafe {
         libc::close(errpipe[1]);
-        for fd in [0, 1, 2, FD_SCRIPT, FD_RULESET, FD_CGROUP] {
+        for fd in [0, 1, 2, FD_RULESET] {
             libc::close(fd);
+        }
+        if plan.script >= 0 {
+            libc::close(FD_SCRIPT);
+        }
+        if plan.cgroup_procs >= 0 {
+            libc::close(FD_CGROUP);
         }
     }
     let mut buf = [0u8; 8];
