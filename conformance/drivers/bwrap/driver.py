@@ -35,7 +35,10 @@ around it (that is how bwrap is meant to be used). How the policy maps:
   stdin        a file on the command's fd 0.
   script       the body in a file in a fresh directory, --ro-bind'ed at the
                same path; the interpreter runs that file.
-Always: --die-with-parent --new-session --unshare-pid.
+Always: --die-with-parent --new-session --unshare-pid. The host's
+top-level symlinks (/bin -> usr/bin on merged-/usr systems) are recreated
+with --symlink when their target is mounted, so paths resolve as on the
+host.
 bwrap reports a command killed by signal N as exit code 128+N (its status
 JSON says "exit-code"), so this driver cannot report `signaled`: it reports
 what bwrap says.
@@ -147,8 +150,10 @@ class Backend:
             mounts.append((script_dir, "--ro-bind"))
         # Parents before children; a path listed twice keeps its last
         # (write after read) mount.
-        for p, opt in sorted(mounts, key=lambda m: _depth(m[0])):
+        mounts.sort(key=lambda m: _depth(m[0]))
+        for p, opt in mounts:
             a += [opt, p, p]
+        a += self._root_symlinks([p for p, _ in mounts])
         if proc:
             a += ["--proc", "/proc"]
         a.append("--clearenv")
@@ -156,6 +161,24 @@ class Backend:
             a += ["--setenv", k, v]
         a += ["--chdir", str(req.cwd)]
         return a
+
+    @staticmethod
+    def _root_symlinks(mounted):
+        """The host's top-level symlinks (merged /usr: /bin -> usr/bin,
+        /lib -> usr/lib, ...) whose target is visible in the sandbox and
+        which are not mounted themselves. On the host a policy granting
+        /usr grants /bin/sh through that link; the sandbox's empty root
+        would not have it. A link grants nothing by itself."""
+        out = []
+        for name in sorted(os.listdir("/")):
+            link = "/" + name
+            if link in mounted or not os.path.islink(link):
+                continue
+            target = os.readlink(link)
+            resolved = os.path.normpath(os.path.join("/", target))
+            if any(_under(resolved, m) for m in mounted):
+                out += ["--symlink", target, link]
+        return out
 
     def run(self, req):
         if req.script is not None:
