@@ -10,6 +10,9 @@
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::UnixListener;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::io::unix::AsyncFd;
@@ -28,11 +31,14 @@ pub enum Role {
     Udp,
     /// Answer well-formed DNS queries over UDP, count them.
     Dns,
+    /// Accept connections on an abstract unix socket, close them, count them.
+    Unix,
 }
 
 enum Socket {
     Tcp(TcpListener),
     Udp(UdpSocket),
+    Unix(UnixListener),
 }
 
 impl AsRawFd for Socket {
@@ -40,6 +46,7 @@ impl AsRawFd for Socket {
         match self {
             Socket::Tcp(s) => s.as_raw_fd(),
             Socket::Udp(s) => s.as_raw_fd(),
+            Socket::Unix(s) => s.as_raw_fd(),
         }
     }
 }
@@ -75,6 +82,10 @@ impl Shared {
                 Socket::Udp(s) => s.recv_from(&mut buf).map(|(n, from)| {
                     self.handle_datagram(s, st, &buf[..n], from);
                 }),
+                Socket::Unix(l) => l.accept().map(|(conn, _)| {
+                    drop(conn);
+                    st.count += 1;
+                }),
             };
             match result {
                 Ok(()) => {}
@@ -94,7 +105,7 @@ impl Shared {
                     let _ = s.send_to(&dns::answer(&q), from);
                 }
             }
-            Role::Udp | Role::Tcp => st.count += 1,
+            Role::Udp | Role::Tcp | Role::Unix => st.count += 1,
         }
     }
 }
@@ -112,7 +123,10 @@ pub struct Listener {
     shared: Arc<Shared>,
     task: JoinHandle<()>,
     port: u16,
+    name: Option<String>,
 }
+
+static UNIX_SEQ: AtomicU64 = AtomicU64::new(0);
 
 impl Listener {
     /// Binds 127.0.0.1:0 for `role` and starts serving it on `rt`, which
@@ -120,9 +134,20 @@ impl Listener {
     /// `enable_all` has).
     pub fn start(role: Role, rt: &Handle) -> io::Result<Listener> {
         let any = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        let mut name = None;
         let socket = match role {
             Role::Tcp => Socket::Tcp(TcpListener::bind(any)?),
             Role::Udp | Role::Dns => Socket::Udp(UdpSocket::bind(any)?),
+            Role::Unix => {
+                let n = format!(
+                    "sandspec-oracle-{}-{}",
+                    std::process::id(),
+                    UNIX_SEQ.fetch_add(1, Ordering::Relaxed)
+                );
+                let addr = std::os::unix::net::SocketAddr::from_abstract_name(n.as_bytes())?;
+                name = Some(n);
+                Socket::Unix(UnixListener::bind_addr(&addr)?)
+            }
         };
         let port = match &socket {
             Socket::Tcp(l) => {
@@ -132,6 +157,10 @@ impl Listener {
             Socket::Udp(s) => {
                 s.set_nonblocking(true)?;
                 s.local_addr()?.port()
+            }
+            Socket::Unix(s) => {
+                s.set_nonblocking(true)?;
+                0
             }
         };
         // AsyncFd registers with the reactor of the current runtime.
@@ -145,12 +174,22 @@ impl Listener {
             state: Mutex::new(State::default()),
         });
         let task = rt.spawn(serve(Arc::clone(&shared)));
-        Ok(Listener { shared, task, port })
+        Ok(Listener {
+            shared,
+            task,
+            port,
+            name,
+        })
     }
 
     /// The port on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The abstract socket name (without the leading NUL), for `Unix`.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
     }
 
     /// Stops serving and returns the count, including everything the

@@ -11,6 +11,8 @@
 //! - [`OracleKind::Udp`]: a UDP socket counting datagrams.
 //! - [`OracleKind::Dns`]: a DNS responder over UDP counting well-formed
 //!   queries and answering each A query with 127.0.0.1 (TTL 0).
+//! - [`OracleKind::Unix`]: an abstract unix socket (`${ORACLE_UNIX_NAME}`)
+//!   counting connections, for IPC scoping.
 //! - [`OracleKind::Victim`]: a `sleep 300` outside any sandbox, which must
 //!   survive the case.
 
@@ -66,6 +68,7 @@ impl Oracles {
                 OracleKind::Tcp | OracleKind::Tcp2 => Role::Tcp,
                 OracleKind::Udp => Role::Udp,
                 OracleKind::Dns => Role::Dns,
+                OracleKind::Unix => Role::Unix,
                 OracleKind::Victim => {
                     oracles.victim = Some(Victim::spawn()?);
                     continue;
@@ -96,6 +99,11 @@ impl Oracles {
                 OracleKind::Tcp2 => "ORACLE_TCP_PORT_2",
                 OracleKind::Udp => "ORACLE_UDP_PORT",
                 OracleKind::Dns => "ORACLE_DNS_PORT",
+                OracleKind::Unix => {
+                    let name = listener.name().unwrap_or_default();
+                    vars.insert("ORACLE_UNIX_NAME".to_owned(), name.to_owned());
+                    continue;
+                }
                 OracleKind::Victim => continue,
             };
             vars.insert(var.to_owned(), listener.port().to_string());
@@ -134,6 +142,7 @@ fn name(kind: OracleKind) -> &'static str {
         OracleKind::Tcp2 => "tcp2",
         OracleKind::Udp => "udp",
         OracleKind::Dns => "dns",
+        OracleKind::Unix => "unix",
         OracleKind::Victim => "victim",
     }
 }

@@ -72,6 +72,18 @@ fn a_connection_made_just_before_finish_is_counted() {
 }
 
 #[test]
+fn unix_oracle_counts_connections_to_its_abstract_socket() {
+    use std::os::linux::net::SocketAddrExt;
+    let rt = idle_runtime();
+    let o = Oracles::start(&[OracleKind::Unix], rt.handle()).expect("start");
+    let name = o.vars()["ORACLE_UNIX_NAME"].clone();
+    assert!(name.starts_with("sandspec-oracle-"), "{name}");
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let _c = std::os::unix::net::UnixStream::connect_addr(&addr).expect("connect");
+    assert_eq!(o.finish().received[&OracleKind::Unix], 1);
+}
+
+#[test]
 fn udp_oracle_counts_datagrams() {
     let rt = serving_runtime();
     let o = Oracles::start(&[OracleKind::Udp], rt.handle()).expect("start");
