@@ -99,7 +99,8 @@ pub fn default_cases_dir() -> PathBuf {
 }
 
 /// Loads a case file, or every `*.yaml`/`*.yml` file under a directory
-/// (recursively, in sorted path order; names starting with `.` are skipped).
+/// (recursively, in sorted path order; names starting with `.` are skipped,
+/// and so are the directories of [`NOT_CASES`] directly under it).
 ///
 /// Strict: unknown fields, wrong types, duplicate ids (naming both files),
 /// bad regexes, bad sizes, unknown tags/capabilities/oracles, an
@@ -277,13 +278,18 @@ fn has_content(doc: &str) -> bool {
     })
 }
 
+/// Directories at the top of a corpus that hold YAML other than cases:
+/// driver registrations (`drivers/NAME/driver.yaml`) and per-backend
+/// expectation files (`expectations/NAME.yaml`).
+pub const NOT_CASES: &[&str] = &["drivers", "expectations"];
+
 fn case_files(path: &Path) -> Result<Vec<PathBuf>, String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("failed to read cases: {e}"))?;
     if !meta.is_dir() {
         return Ok(vec![path.to_path_buf()]);
     }
     let mut out = Vec::new();
-    walk(path, &mut out)?;
+    walk(path, &mut out, true)?;
     out.sort();
     if out.is_empty() {
         return Err("failed to read cases: no *.yaml or *.yml file in this directory".into());
@@ -291,18 +297,22 @@ fn case_files(path: &Path) -> Result<Vec<PathBuf>, String> {
     Ok(out)
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
+fn walk(dir: &Path, out: &mut Vec<PathBuf>, top: bool) -> Result<(), String> {
     let entries = std::fs::read_dir(dir)
         .map_err(|e| format!("failed to read directory {}: {e}", dir.display()))?;
     for entry in entries {
         let entry =
             entry.map_err(|e| format!("failed to read directory {}: {e}", dir.display()))?;
         let p = entry.path();
-        if entry.file_name().to_string_lossy().starts_with('.') {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
             continue;
         }
         if p.is_dir() {
-            walk(&p, out)?;
+            if top && NOT_CASES.contains(&name.as_str()) {
+                continue;
+            }
+            walk(&p, out, false)?;
         } else if matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
             out.push(p);
         }

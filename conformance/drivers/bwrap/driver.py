@@ -4,11 +4,13 @@ bwrap builds namespaces and mounts, then runs the command; it has no
 timeout, no limits and no output handling, so this driver supplies those
 around it (that is how bwrap is meant to be used). How the policy maps:
 
-  read, exec   --ro-bind P P (a path under /proc: --proc /proc, a fresh
-               procfs of the new pid namespace; under /dev: --dev-bind, since
-               plain binds are nodev and a device node's own mode decides
-               writes, so /dev is never read-only)
-  write        --bind P P
+  read, exec   --ro-bind P P at P's canonical path, the symlinks met on
+               the way recreated with --symlink (a path under /proc:
+               --proc /proc, a fresh procfs of the new pid namespace; under
+               /dev: --dev-bind, since plain binds are nodev and a device
+               node's own mode decides writes, so /dev is never read-only)
+  write        --bind P P; everything else is read-only (--remount-ro /
+               after the mounts: the root is bwrap's tmpfs of mount points)
                Binds are strict: a missing path makes bwrap fail before the
                command runs ("Can't find source path"), reported as a
                setup_error of kind path_error. Nothing is filtered.
@@ -35,10 +37,7 @@ around it (that is how bwrap is meant to be used). How the policy maps:
   stdin        a file on the command's fd 0.
   script       the body in a file in a fresh directory, --ro-bind'ed at the
                same path; the interpreter runs that file.
-Always: --die-with-parent --new-session --unshare-pid. The host's
-top-level symlinks (/bin -> usr/bin on merged-/usr systems) are recreated
-with --symlink when their target is mounted, so paths resolve as on the
-host.
+Always: --die-with-parent --new-session --unshare-pid.
 bwrap reports a command killed by signal N as exit code 128+N (its status
 JSON says "exit-code"), so this driver cannot report `signaled`: it reports
 what bwrap says.
@@ -82,6 +81,36 @@ STATUS_GRACE_S = 5.0
 
 def _depth(path):
     return len([c for c in os.path.normpath(path).split("/") if c])
+
+
+def _resolve(path):
+    """The canonical form of an absolute path, and every symlink met while
+    resolving it ({link path: link target}). A missing component ends the
+    walk: the rest is taken as written."""
+    links = {}
+    todo = [c for c in path.split("/") if c]
+    cur = "/"
+    hops = 0
+    while todo:
+        c = todo.pop(0)
+        if c == ".":
+            continue
+        if c == "..":
+            cur = os.path.dirname(cur)
+            continue
+        nxt = os.path.join(cur, c)
+        if os.path.islink(nxt):
+            hops += 1
+            if hops > 40:
+                raise sd.SetupFailure("path_error", f"too many levels of symbolic links in {path}")
+            target = os.readlink(nxt)
+            links[nxt] = target
+            if target.startswith("/"):
+                cur = "/"
+            todo = [t for t in target.split("/") if t] + todo
+        else:
+            cur = nxt
+    return cur, links
 
 
 def _under(path, root):
@@ -133,52 +162,65 @@ class Backend:
         a = ["--die-with-parent", "--new-session", "--unshare-pid"]
         if kind == "deny":
             a.append("--unshare-net")
-        mounts = []  # (path, option)
+        # Each allowlisted path is mounted at its canonical location, and
+        # the symlinks met on the way there are recreated, so the host's
+        # paths resolve inside as they do outside (/bin/sh through
+        # /bin -> usr/bin; the probe's ELF interpreter through /lib64 ->
+        # usr/lib64 -> /lib/x86_64-linux-gnu/...). A missing path is
+        # mounted as given, so bwrap refuses it.
+        mounts = {}  # canonical path -> "ro" | "rw" | "dev"
+        links = {}  # link path -> target
         proc = False
-        for p in req.read + req.exec:
-            p = os.path.normpath(str(p))
-            if _under(p, "/proc"):
-                proc = True
-            elif _under(p, "/dev"):
-                mounts.append((p, "--dev-bind"))
-            else:
-                mounts.append((p, "--ro-bind"))
-        for p in req.write:
-            p = os.path.normpath(str(p))
-            mounts.append((p, "--dev-bind" if _under(p, "/dev") else "--bind"))
+        wanted = [(str(p), "ro") for p in req.read + req.exec] + [(str(p), "rw") for p in req.write]
         if script_dir:
-            mounts.append((script_dir, "--ro-bind"))
-        # Parents before children; a path listed twice keeps its last
-        # (write after read) mount.
-        mounts.sort(key=lambda m: _depth(m[0]))
-        for p, opt in mounts:
-            a += [opt, p, p]
-        a += self._root_symlinks([p for p, _ in mounts])
+            wanted.append((script_dir, "ro"))
+        for path, access in wanted:
+            path = os.path.normpath(path)
+            if _under(path, "/proc"):
+                proc = True
+                continue
+            canonical, chain = _resolve(path)
+            links.update(chain)
+            if _under(canonical, "/dev"):
+                access = "dev"
+            if mounts.get(canonical) in ("rw", "dev"):
+                continue
+            mounts[canonical] = access
+        strength = {"ro": 0, "rw": 1, "dev": 1}
+        ordered = sorted(mounts.items(), key=lambda m: (_depth(m[0]), m[0]))
+        kept = []
+        for path, access in ordered:
+            # A path inside a mount that already grants as much is visible
+            # already; mounting it again would only fail on a read-only
+            # parent.
+            if any(_under(path, q) and q != path and strength[qa] >= strength[access] for q, qa in kept):
+                continue
+            kept.append((path, access))
+            opt = {"ro": "--ro-bind", "rw": "--bind", "dev": "--dev-bind"}[access]
+            a += [opt, path, path]
+        # The host's top-level links (/bin -> usr/bin on merged-/usr
+        # systems) whose target is mounted: on the host a policy granting
+        # /usr lets `/bin/sh` run, whatever path names it.
+        for name in sorted(os.listdir("/")):
+            link = "/" + name
+            if os.path.islink(link) and link not in links:
+                target_path, _ = _resolve(link)
+                if any(_under(target_path, q) for q, _ in kept):
+                    links[link] = os.readlink(link)
+        for link, target in sorted(links.items(), key=lambda l: (_depth(l[0]), l[0])):
+            if link in mounts or any(_under(link, q) for q, _ in kept):
+                continue
+            a += ["--symlink", target, link]
         if proc:
             a += ["--proc", "/proc"]
+        # bwrap's root is a tmpfs holding the mount points; left writable,
+        # a write outside the write paths would "succeed" into it.
+        a += ["--remount-ro", "/"]
         a.append("--clearenv")
         for k, v in sorted(req.child_env().items()):
             a += ["--setenv", k, v]
         a += ["--chdir", str(req.cwd)]
         return a
-
-    @staticmethod
-    def _root_symlinks(mounted):
-        """The host's top-level symlinks (merged /usr: /bin -> usr/bin,
-        /lib -> usr/lib, ...) whose target is visible in the sandbox and
-        which are not mounted themselves. On the host a policy granting
-        /usr grants /bin/sh through that link; the sandbox's empty root
-        would not have it. A link grants nothing by itself."""
-        out = []
-        for name in sorted(os.listdir("/")):
-            link = "/" + name
-            if link in mounted or not os.path.islink(link):
-                continue
-            target = os.readlink(link)
-            resolved = os.path.normpath(os.path.join("/", target))
-            if any(_under(resolved, m) for m in mounted):
-                out += ["--symlink", target, link]
-        return out
 
     def run(self, req):
         if req.script is not None:

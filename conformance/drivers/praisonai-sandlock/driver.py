@@ -79,6 +79,22 @@ def _is_system(path):
     return os.path.normpath(path) in SYSTEM_DIRS or _under(path, SYSTEM_TREES)
 
 
+def landlock_kind():
+    """The setup error kind matching sandlock's Landlock probe (which says
+    -1 both for "not built in" and "disabled at boot")."""
+    import sandlock
+
+    try:
+        abi, need = sandlock.landlock_abi_version(), sandlock.min_landlock_abi()
+    except Exception:  # noqa: BLE001 - then the refusal has another cause
+        return "other"
+    if abi < 0:
+        return "landlock_unavailable"
+    if abi < need:
+        return "abi_too_low"
+    return "other"
+
+
 class Backend:
     def __init__(self, script_api):
         import praisonai_sandbox
@@ -128,7 +144,10 @@ class Backend:
         try:
             sandbox = SandlockSandbox(config)
         except (RuntimeError, ImportError) as e:
-            raise sd.SetupFailure("other", f"SandlockSandbox refused to start: {e}")
+            # The wrapper fails loud when sandlock's Landlock probe is below
+            # sandlock's minimum; classify with the same probe.
+            kind = landlock_kind()
+            raise sd.SetupFailure(kind, f"SandlockSandbox refused to start: {e}")
 
         async def go():
             try:

@@ -59,6 +59,25 @@ CAPABILITIES = [
 ]
 
 
+def landlock_state(sl):
+    """(setup error kind, explanation) from sandlock's own Landlock probe,
+    for a run sandlock could not create. sandlock reports -1 both when
+    Landlock is not built in and when it is disabled at boot, so that case
+    is `landlock_unavailable` either way."""
+    try:
+        abi, need = sl.landlock_abi_version(), sl.min_landlock_abi()
+    except Exception as e:  # noqa: BLE001 - diagnostics only
+        return "other", f"sandlock's Landlock probe failed: {e}"
+    if abi < 0:
+        return "landlock_unavailable", (
+            f"sandlock finds no usable Landlock (ABI {abi}; it does not say whether "
+            "it is missing or disabled)"
+        )
+    if abi < need:
+        return "abi_too_low", f"Landlock ABI {abi}, sandlock needs {need}"
+    return "other", f"Landlock ABI {abi} (sandlock needs {need}), so not the cause"
+
+
 class SandlockBackend:
     def __init__(self):
         import sandlock
@@ -130,11 +149,9 @@ class SandlockBackend:
             missing = sd.missing_paths(req)
             if missing:
                 detail.append(f"allowlisted paths that do not exist: {', '.join(missing)}")
-            try:
-                detail.append(f"Landlock ABI seen by sandlock: {sl.landlock_abi_version()}")
-            except Exception as e:  # noqa: BLE001 - diagnostics only
-                detail.append(f"Landlock ABI probe failed: {e}")
-            return sd.setup_error("other", "; ".join(detail), duration)
+            kind, why = landlock_state(sl)
+            detail.append(why)
+            return sd.setup_error(kind, "; ".join(detail), duration)
 
         R = sl.ExitReason
         if r.reason == R.TIMEOUT:
