@@ -38,12 +38,13 @@ table { border-collapse: separate; border-spacing: 0; }
 th, td { border-bottom: 1px solid var(--line); padding: 6px 10px; text-align: left; vertical-align: top; }
 thead th { background: var(--head); position: sticky; top: 0; z-index: 1; border-bottom: 2px solid var(--line); }
 table.summary td.num { text-align: right; font-variant-numeric: tabular-nums; }
-table.matrix { min-width: 60%; }
-table.matrix td.case { white-space: nowrap; }
-table.matrix td.cell { min-width: 130px; max-width: 300px; }
+table.matrix { table-layout: fixed; width: 100%; }
+table.matrix th.case-col { width: 330px; }
+table.matrix td.case { overflow-wrap: anywhere; }
+table.matrix td.cell, table.matrix thead th { overflow: hidden; text-overflow: ellipsis; }
 tr.area th { background: #eef1f4; font-size: 12px; text-transform: uppercase; letter-spacing: .05em; color: var(--muted); }
 tr.differs td.case { box-shadow: inset 3px 0 0 var(--fail); }
-.tags { color: var(--muted); font-size: 11.5px; margin-left: 6px; }
+.tags { display: block; color: var(--muted); font-size: 11px; }
 .badge { display: inline-block; min-width: 52px; text-align: center; padding: 1px 8px; border-radius: 10px;
          font-size: 11.5px; font-weight: 600; color: #fff; letter-spacing: .03em; }
 .s-pass { background: var(--pass); } .s-fail { background: var(--fail); } .s-error { background: var(--error); }
@@ -53,9 +54,10 @@ details > summary { cursor: pointer; list-style: none; }
 details > summary::-webkit-details-marker { display: none; }
 .more { display: inline-block; margin-left: 5px; color: var(--muted); font-size: 11px; transition: transform .1s; }
 details[open] .more { transform: rotate(90deg); }
-.why { margin-top: 4px; font-size: 12px; color: var(--fg); white-space: pre-wrap; word-break: break-word; }
+.why { margin-top: 4px; font-size: 12px; color: var(--fg); white-space: pre-wrap; overflow-wrap: anywhere; }
+.why p { margin: 0 0 6px; }
 .brief { display: block; margin-top: 3px; font-size: 12px; color: var(--muted); overflow: hidden; text-overflow: ellipsis;
-         white-space: nowrap; max-width: 280px; }
+         white-space: nowrap; max-width: 100%; }
 details[open] .brief { display: none; }
 .legend span.badge { margin-right: 4px; }
 .legend { color: var(--muted); font-size: 12.5px; }
@@ -74,7 +76,7 @@ fn badge(status: Status) -> String {
 
 fn kernel_text(c: &Column) -> String {
     match &c.kernel {
-        Some(k) => format!("{} ({}), Landlock {}", k.release, k.machine, k.landlock),
+        Some(k) => format!("{}, Landlock {}", k.release, k.landlock),
         None => "unknown".to_string(),
     }
 }
@@ -102,10 +104,16 @@ fn cell_html(out: &mut String, cell: Option<&Cell>, column: &Column) {
         );
         return;
     }
-    let brief = cell
-        .reason
+    // A known failure is best summed up by the expectation file's words
+    // (the behaviour observed); anything else by the harness's reason.
+    let (first, second) = if cell.status == Status::Xfail {
+        (&cell.expected_failure, &cell.reason)
+    } else {
+        (&cell.reason, &cell.expected_failure)
+    };
+    let brief = first
         .as_deref()
-        .or(cell.expected_failure.as_deref())
+        .or(second.as_deref())
         .or(cell.outcome.as_deref())
         .map(first_line)
         .unwrap_or("");
@@ -116,7 +124,10 @@ fn cell_html(out: &mut String, cell: Option<&Cell>, column: &Column) {
         escape(&detail),
         badge(cell.status),
         escape(brief),
-        escape(&detail)
+        cell.detail_parts()
+            .iter()
+            .map(|p| format!("<p>{}</p>", escape(p)))
+            .collect::<String>()
     );
 }
 
@@ -167,7 +178,7 @@ pub fn render(m: &Matrix, title: &str) -> String {
         "<label class=\"toggle\"><input type=\"checkbox\" id=\"only-differing\"> \
          only cases where the backends disagree</label>\n",
     );
-    out.push_str("<table class=\"matrix\">\n<thead><tr><th>case</th>");
+    out.push_str("<table class=\"matrix\">\n<thead><tr><th class=\"case-col\">case</th>");
     for c in &m.columns {
         let caps = if c.capabilities.is_empty() {
             String::new()

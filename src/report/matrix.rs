@@ -41,21 +41,28 @@ pub struct Cell {
 }
 
 impl Cell {
-    /// The text shown when looking closer: the reason and the outcome.
-    pub fn detail(&self) -> String {
+    /// What there is to say when looking closer, one part per line: the
+    /// expectation file's reason (for a listed case), the harness's reason,
+    /// the outcome.
+    pub fn detail_parts(&self) -> Vec<String> {
         let mut parts = Vec::new();
-        if let Some(r) = &self.reason {
-            parts.push(r.clone());
-        }
         if let Some(x) = &self.expected_failure {
             if self.reason.as_deref() != Some(x.as_str()) {
                 parts.push(format!("known failure: {x}"));
             }
         }
+        if let Some(r) = &self.reason {
+            parts.push(r.clone());
+        }
         if let Some(o) = &self.outcome {
             parts.push(format!("outcome: {o}"));
         }
-        parts.join("\n")
+        parts
+    }
+
+    /// [`Cell::detail_parts`], one per line.
+    pub fn detail(&self) -> String {
+        self.detail_parts().join("\n")
     }
 }
 
