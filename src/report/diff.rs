@@ -9,7 +9,7 @@
 
 use std::fmt::Write as _;
 
-use super::input::{RunFile, Status};
+use super::input::{is_failure, RunFile, Status};
 
 /// One case that changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +39,7 @@ pub struct Diff {
 }
 
 fn failing(s: Option<Status>) -> bool {
-    s.is_some_and(Status::is_failure)
+    s.is_some_and(is_failure)
 }
 
 /// Compares `old` with `new`, cases in `new`'s order, then the ones only

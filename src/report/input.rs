@@ -3,7 +3,6 @@
 //! the expectation update need are read; unknown fields are ignored, as the
 //! format promises that fields are only ever added within a version.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -16,75 +15,13 @@ pub const FORMAT: &str = "sandspec-report";
 /// The `format_version` this reader understands.
 pub const FORMAT_VERSION: u32 = 1;
 
-/// A case's verdict, as written in a run file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    /// Every expectation held.
-    Pass,
-    /// An expectation did not hold.
-    Fail,
-    /// The harness or the driver broke.
-    Error,
-    /// A requirement was unmet.
-    Skip,
-    /// Failed, and listed as a known failure.
-    Xfail,
-    /// Passed although listed as a known failure.
-    Xpass,
-}
+pub use crate::harness::status::Status;
 
-impl Status {
-    /// Every status, in report order.
-    pub const ALL: [Status; 6] = [
-        Status::Pass,
-        Status::Fail,
-        Status::Error,
-        Status::Skip,
-        Status::Xfail,
-        Status::Xpass,
-    ];
-
-    /// Lowercase name, as in JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Pass => "pass",
-            Status::Fail => "fail",
-            Status::Error => "error",
-            Status::Skip => "skip",
-            Status::Xfail => "xfail",
-            Status::Xpass => "xpass",
-        }
-    }
-
-    /// Uppercase label for people.
-    pub fn label(self) -> &'static str {
-        match self {
-            Status::Pass => "PASS",
-            Status::Fail => "FAIL",
-            Status::Error => "ERROR",
-            Status::Skip => "SKIP",
-            Status::Xfail => "XFAIL",
-            Status::Xpass => "XPASS",
-        }
-    }
-
-    /// The backend did not do what the case asks (a failure, known or not,
-    /// or a broken run).
-    pub fn is_failure(self) -> bool {
-        matches!(self, Status::Fail | Status::Xfail | Status::Error)
-    }
-
-    /// The status fails a CI gate.
-    pub fn fails_gate(self) -> bool {
-        matches!(self, Status::Fail | Status::Error | Status::Xpass)
-    }
-}
-
-impl fmt::Display for Status {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
+/// The backend did not do what the case asks: a failure, known or not, or
+/// a run that broke. (`skip` says nothing about the backend; `xpass` means
+/// the case passed.)
+pub fn is_failure(s: Status) -> bool {
+    matches!(s, Status::Fail | Status::Xfail | Status::Error)
 }
 
 /// The driver section of a run file.

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::input::{describe_outcome, RunFile, Status};
+use super::input::{describe_outcome, is_failure, RunFile, Status};
 use crate::kernel::KernelFacts;
 
 /// One column: a run of the corpus against one backend.
@@ -89,7 +89,7 @@ impl Row {
             .cells
             .iter()
             .flatten()
-            .map(|c| c.status.is_failure())
+            .map(|c| is_failure(c.status))
             .collect::<Vec<_>>();
         seen.dedup();
         seen.len() > 1
