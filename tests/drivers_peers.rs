@@ -62,6 +62,8 @@ fn landlock_abi() -> Option<u32> {
 #[derive(Clone, Copy)]
 struct Peer {
     name: &'static str,
+    /// The backend name its handshake gives.
+    backend: &'static str,
     /// Why it cannot run here, if it cannot.
     missing: fn() -> Option<String>,
     /// `network: deny` stops a loopback TCP connect.
@@ -79,6 +81,8 @@ enum MissingPath {
     Timeout,
     /// The command runs (nothing enforces the path list).
     Runs,
+    /// The command runs and the path is reported in `filtered_paths`.
+    Filtered,
 }
 
 fn venv_missing(venv: &str, driver: &str) -> Option<String> {
@@ -106,25 +110,41 @@ fn sandlock_missing(venv: &str, driver: &str) -> Option<String> {
 
 const PEERS: &[Peer] = &[
     Peer {
+        name: "reference-proto",
+        backend: "sandspec-reference",
+        missing: || match landlock_abi() {
+            Some(abi) if abi >= 4 => None,
+            other => Some(format!(
+                "the reference sandbox denies TCP with Landlock ABI >= 4; this kernel has {other:?}"
+            )),
+        },
+        denies_network: true,
+        missing_path: MissingPath::Filtered,
+    },
+    Peer {
         name: "sandlock",
+        backend: "sandlock",
         missing: || sandlock_missing("sandlock", "sandlock"),
         denies_network: true,
         missing_path: MissingPath::SetupError(Some("other")),
     },
     Peer {
         name: "praisonai-sandlock",
+        backend: "praisonai-sandlock",
         missing: || sandlock_missing("praisonai-sandbox", "praisonai-sandlock"),
         denies_network: true,
         missing_path: MissingPath::Timeout,
     },
     Peer {
         name: "praisonai-subprocess",
+        backend: "praisonai-subprocess",
         missing: || venv_missing("praisonai-sandbox", "praisonai-subprocess"),
         denies_network: false,
         missing_path: MissingPath::Runs,
     },
     Peer {
         name: "bwrap",
+        backend: "bwrap",
         missing: || {
             (!on_path("bwrap")).then(|| {
                 "bwrap is not installed: run conformance/drivers/bwrap/setup (needs root)".into()
@@ -150,6 +170,8 @@ impl DriverProc {
         let program = root().join("conformance/drivers").join(name).join("driver");
         let mut child = Command::new(&program)
             .current_dir(program.parent().unwrap())
+            // reference-proto's script runs this build's `sandspec driver`.
+            .env("SANDSPEC_BIN", env!("CARGO_BIN_EXE_sandspec"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -262,7 +284,7 @@ fn check(schema_name: &str, msg: &Value) -> Result<(), Failed> {
 }
 
 fn base_policy() -> Value {
-    json!({"read":["/usr","/lib","/lib64","/bin","/etc"],"exec":[probe()],"network":"deny","timeout":"20s"})
+    json!({"read":["/etc"],"exec":["/usr","/lib","/lib64","/bin",probe()],"network":"deny","timeout":"20s"})
 }
 
 fn with(mut policy: Value, key: &str, value: Value) -> Value {
@@ -300,10 +322,10 @@ fn stdout_of(r: &Value) -> String {
 fn handshake(peer: Peer) -> Result<(), Failed> {
     let mut d = DriverProc::start(peer.name)?;
     let h = d.hello()?;
-    if h["driver"]["name"] != peer.name {
+    if h["driver"]["name"] != peer.backend {
         return Err(format!(
-            "driver calls itself {}, not {}",
-            h["driver"]["name"], peer.name
+            "driver calls its backend {}, not {}",
+            h["driver"]["name"], peer.backend
         )
         .into());
     }
@@ -323,29 +345,48 @@ fn true_exits_zero(peer: Peer) -> Result<(), Failed> {
     d.bye()
 }
 
+/// Waits (bounded) until `count` reaches `at_least`; returns the count.
+/// A connection the probe saw succeed may still sit in the listen backlog
+/// until the accepting thread counts it.
+fn settle(count: &AtomicUsize, at_least: usize) -> usize {
+    for _ in 0..100 {
+        if count.load(Ordering::SeqCst) >= at_least {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    count.load(Ordering::SeqCst)
+}
+
 fn network_deny(peer: Peer) -> Result<(), Failed> {
     let mut d = DriverProc::start(peer.name)?;
     d.hello()?;
-    let (port, count) = listener();
-    let connect = json!({"argv":[probe(), "tcp-connect", format!("127.0.0.1:{port}")]});
-    let denied = d.run(1, base_policy(), connect.clone())?;
-    let after_deny = count.load(Ordering::SeqCst);
-    let allowed = d.run(2, with(base_policy(), "network", json!("allow")), connect)?;
-    let after_allow = count.load(Ordering::SeqCst);
+    // One listener per run, so a late-counted connection cannot be
+    // attributed to the wrong run.
+    let (deny_port, denied_count) = listener();
+    let (allow_port, allowed_count) = listener();
+    let connect = |port: u16| json!({"argv":[probe(), "tcp-connect", format!("127.0.0.1:{port}")]});
+    let denied = d.run(1, base_policy(), connect(deny_port))?;
+    let allowed = d.run(
+        2,
+        with(base_policy(), "network", json!("allow")),
+        connect(allow_port),
+    )?;
     d.bye()?;
     // The control proves the probe can connect from inside this backend.
-    if after_allow <= after_deny || allowed["outcome"] != json!({"exited":{"code":0}}) {
+    let arrived = settle(&allowed_count, 1);
+    if arrived == 0 || allowed["outcome"] != json!({"exited":{"code":0}}) {
         return Err(format!(
-            "control failed: with network allowed the probe gave {} and the listener saw {} new connections",
-            allowed["outcome"],
-            after_allow - after_deny
+            "control failed: with network allowed the probe gave {} and the listener saw {arrived} connections",
+            allowed["outcome"]
         )
         .into());
     }
-    match (peer.denies_network, after_deny) {
+    let leaked = settle(&denied_count, if peer.denies_network { 0 } else { 1 });
+    match (peer.denies_network, leaked) {
         (true, 0) => Ok(()),
         (true, n) => Err(format!(
-            "network deny leaked: {n} connections reached 127.0.0.1:{port} (outcome {})",
+            "network deny leaked: {n} connections reached 127.0.0.1:{deny_port} (outcome {})",
             denied["outcome"]
         )
         .into()),
@@ -395,6 +436,10 @@ fn missing_path(peer: Peer) -> Result<(), Failed> {
         }
         MissingPath::Timeout => *o == json!("timeout"),
         MissingPath::Runs => *o == json!({"exited":{"code":0}}),
+        MissingPath::Filtered => {
+            *o == json!({"exited":{"code":0}})
+                && r["filtered_paths"] == json!([missing.to_str().unwrap()])
+        }
     };
     if ok {
         Ok(())
