@@ -99,8 +99,7 @@ pub fn default_cases_dir() -> PathBuf {
 }
 
 /// Loads a case file, or every `*.yaml`/`*.yml` file under a directory
-/// (recursively, in sorted path order; names starting with `.` are skipped,
-/// and so are the directories of [`NOT_CASES`] directly under it).
+/// (recursively, in sorted path order; names starting with `.` are skipped).
 ///
 /// Strict: unknown fields, wrong types, duplicate ids (naming both files),
 /// bad regexes, bad sizes, unknown tags/capabilities/oracles, an
@@ -278,18 +277,13 @@ fn has_content(doc: &str) -> bool {
     })
 }
 
-/// Directories at the top of a corpus that hold YAML other than cases:
-/// driver registrations (`drivers/NAME/driver.yaml`) and per-backend
-/// expectation files (`expectations/NAME.yaml`).
-pub const NOT_CASES: &[&str] = &["drivers", "expectations"];
-
 fn case_files(path: &Path) -> Result<Vec<PathBuf>, String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("failed to read cases: {e}"))?;
     if !meta.is_dir() {
         return Ok(vec![path.to_path_buf()]);
     }
     let mut out = Vec::new();
-    walk(path, &mut out, true)?;
+    walk(path, &mut out)?;
     out.sort();
     if out.is_empty() {
         return Err("failed to read cases: no *.yaml or *.yml file in this directory".into());
@@ -297,22 +291,25 @@ fn case_files(path: &Path) -> Result<Vec<PathBuf>, String> {
     Ok(out)
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>, top: bool) -> Result<(), String> {
+/// Directories of a corpus tree that hold other YAML than cases: driver
+/// registrations and per-backend expectation files.
+pub const NOT_CASES: &[&str] = &["drivers", "expectations"];
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
     let entries = std::fs::read_dir(dir)
         .map_err(|e| format!("failed to read directory {}: {e}", dir.display()))?;
     for entry in entries {
         let entry =
             entry.map_err(|e| format!("failed to read directory {}: {e}", dir.display()))?;
         let p = entry.path();
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') {
+        if entry.file_name().to_string_lossy().starts_with('.') {
             continue;
         }
         if p.is_dir() {
-            if top && NOT_CASES.contains(&name.as_str()) {
+            if NOT_CASES.contains(&entry.file_name().to_string_lossy().as_ref()) {
                 continue;
             }
-            walk(&p, out, false)?;
+            walk(&p, out)?;
         } else if matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
             out.push(p);
         }
