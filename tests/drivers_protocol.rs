@@ -353,7 +353,7 @@ fn all_setup_error_kinds() -> Vec<SetupErrorKind> {
 }
 
 #[test]
-fn result_messages_from_sandspec_types_validate() {
+fn run_output_messages_from_sandspec_types_validate() {
     let mut outcomes = vec![
         Outcome::Exited { code: 0 },
         Outcome::Exited { code: 255 },
