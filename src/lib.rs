@@ -9,6 +9,7 @@
 //! - [`oracle`]: loopback listeners and host checks the harness owns.
 //! - [`driver`]: backends the harness runs cases through.
 //! - [`harness`]: runs the corpus, decides verdicts, reports.
+//! - [`report`]: matrices and diffs across runs, expectation files.
 #![deny(missing_docs)]
 
 pub mod cli;
@@ -18,4 +19,5 @@ pub mod harness;
 pub mod kernel;
 pub mod oracle;
 pub mod policy;
+pub mod report;
 pub mod sandbox;

@@ -240,6 +240,19 @@ fn probe_prints_kernel_facts_as_text_and_json() {
 /// permissions behave differently); as ourselves otherwise.
 fn unprivileged(program: &Path, args: &[String]) -> Proc {
     if is_root() {
+        // nobody must be able to reach the binary: every ancestor searchable.
+        for dir in program.ancestors().skip(1) {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir)
+                .map(|m| m.permissions().mode())
+                .unwrap_or(0);
+            assert!(
+                mode & 0o001 != 0,
+                "nobody cannot reach {} ({} is mode {mode:o}): build with CARGO_TARGET_DIR in a world-searchable directory, as .ci/run does",
+                program.display(),
+                dir.display()
+            );
+        }
         let runuser = ["/usr/sbin/runuser", "/sbin/runuser"]
             .into_iter()
             .find(|p| Path::new(p).exists())

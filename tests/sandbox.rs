@@ -461,3 +461,15 @@ fn both_pipes_are_drained_concurrently() {
     assert_eq!(out.stderr.len(), 1 << 20);
     assert_eq!(out.stdout, b"done\n");
 }
+
+#[test]
+fn io_uring_is_denied_only_with_the_network_restricted() {
+    let mut p = base_policy();
+    p.network = Network::Allow;
+    let out = run_probe(&p, &["io-uring"]);
+    assert!(
+        ok(&out),
+        "control: io_uring unavailable here? {:?}",
+        report(&out)
+    );
+}

@@ -3,8 +3,13 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod driver;
+pub mod driver_check;
+pub mod expectations;
 pub mod list;
 pub mod probe;
+pub mod report;
+pub mod run;
 pub mod sandbox;
 
 /// Exit code for bad input or configuration (a malformed case file, a broken
@@ -29,6 +34,17 @@ pub enum Commands {
     Probe(probe::ProbeArgs),
     /// List the cases of a corpus.
     List(list::ListArgs),
+    /// The backend × case matrix of several runs (HTML, Markdown, text), or
+    /// the comparison of two runs (--diff).
+    Report(report::ReportArgs),
+    /// Expectation files: `update --from RUN.json FILE`.
+    Expectations(expectations::ExpectationsArgs),
+    /// Run the conformance corpus against a driver.
+    Run(Box<run::RunArgs>),
+    /// Serve the reference sandbox over the driver protocol on stdin/stdout.
+    Driver(driver::DriverArgs),
+    /// Check a driver's handshake and one trivial run, and explain faults.
+    DriverCheck(driver_check::DriverCheckArgs),
     /// Print the JSON Schema of case files (writes conformance/schema.json).
     #[command(hide = true)]
     Schema,
@@ -40,6 +56,11 @@ pub fn main(cli: Cli) -> i32 {
         Commands::Sandbox(a) => sandbox::exec(*a),
         Commands::Probe(a) => probe::exec(a),
         Commands::List(a) => list::exec(a),
+        Commands::Report(a) => report::exec(a),
+        Commands::Expectations(a) => expectations::exec(a),
+        Commands::Run(a) => run::exec(*a),
+        Commands::Driver(a) => driver::exec(a),
+        Commands::DriverCheck(a) => driver_check::exec(a),
         Commands::Schema => {
             print!("{}", crate::corpus::schema::json());
             0

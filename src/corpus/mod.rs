@@ -291,6 +291,10 @@ fn case_files(path: &Path) -> Result<Vec<PathBuf>, String> {
     Ok(out)
 }
 
+/// Directories of a corpus tree that hold other YAML than cases: driver
+/// registrations and per-backend expectation files.
+pub const NOT_CASES: &[&str] = &["drivers", "expectations"];
+
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
     let entries = std::fs::read_dir(dir)
         .map_err(|e| format!("failed to read directory {}: {e}", dir.display()))?;
@@ -302,6 +306,9 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
             continue;
         }
         if p.is_dir() {
+            if NOT_CASES.contains(&entry.file_name().to_string_lossy().as_ref()) {
+                continue;
+            }
             walk(&p, out)?;
         } else if matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
             out.push(p);

@@ -213,11 +213,27 @@ fn apply_oracle_ports(case: &mut Case, vars: &BTreeMap<String, String>) -> Resul
         v.parse()
             .map_err(|_| format!("oracle_ports: ${{{var}}} = {v:?} is not a port number"))
     };
-    for kind in &ports.tcp_connect {
-        rules.tcp_connect.push(port(*kind)?);
-    }
-    for kind in &ports.tcp_bind {
-        rules.tcp_bind.push(port(*kind)?);
+    let connect = ports
+        .tcp_connect
+        .iter()
+        .map(|k| port(*k))
+        .collect::<Result<Vec<_>, _>>()?;
+    let bind = ports
+        .tcp_bind
+        .iter()
+        .map(|k| port(*k))
+        .collect::<Result<Vec<_>, _>>()?;
+    rules.tcp_connect.extend(&connect);
+    rules.tcp_bind.extend(&bind);
+    // A control that replaces the network with other port rules gets the
+    // oracle ports too: they name listeners, not a restriction.
+    if let Some(Network::Ports(rules)) = case
+        .control
+        .as_mut()
+        .and_then(|c| c.policy.network.as_mut())
+    {
+        rules.tcp_connect.extend(&connect);
+        rules.tcp_bind.extend(&bind);
     }
     Ok(())
 }

@@ -4,6 +4,9 @@
 //! - `none`: plain spawn with a timeout, the negative control;
 //! - `process`: any external program speaking the JSON-lines protocol
 //!   (conformance/PROTOCOL.md).
+//!
+//! [`registry`] turns a name (`--driver`) or a command (`--driver-cmd`) into
+//! a [`DriverFactory`].
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -12,6 +15,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::corpus::case::{Capability, SimulatedLandlock};
 use crate::policy::{Command, Policy, RunOutput};
+
+mod child;
+pub mod none;
+pub mod process;
+pub mod protocol;
+pub mod reference;
+pub mod registry;
 
 /// What a driver says about itself in its handshake.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,6 +82,15 @@ pub enum DriverError {
         driver: String,
         /// What was wrong.
         why: String,
+    },
+    /// The driver answered with an `error` message: it could not run this
+    /// request, but is still usable.
+    #[error("driver {driver} could not run the case: {message}")]
+    Reported {
+        /// The driver.
+        driver: String,
+        /// The driver's message.
+        message: String,
     },
 }
 

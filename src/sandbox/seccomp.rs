@@ -4,12 +4,15 @@
 //! the child with one raw `seccomp(2)` call (no allocation after fork).
 //!
 //! What the sandbox filter denies (with EPERM):
-//! - `io_uring_setup/enter/register`, always: io_uring can create sockets
-//!   and perform I/O without the syscalls the rest of the filter watches.
-//! - with the network restricted: `socket(AF_INET|AF_INET6, …)` of any type
-//!   Landlock does not control on this kernel (UDP below ABI 10, raw, SCTP,
-//!   DCCP…, and even TCP below ABI 4 where Landlock has no TCP rules), and
-//!   `socket(AF_PACKET, …)`.
+//! - with the network restricted:
+//!   - `io_uring_setup/enter/register`: io_uring can create and connect
+//!     sockets without the `socket()` call the filter watches (its file
+//!     opens go through Landlock like any other, so with the network
+//!     allowed there is nothing to deny);
+//!   - `socket(AF_INET|AF_INET6, …)` of any type
+//!     Landlock does not control on this kernel (UDP below ABI 10, raw, SCTP,
+//!     DCCP…, and even TCP below ABI 4 where Landlock has no TCP rules), and
+//!     `socket(AF_PACKET, …)`.
 //! - as root with resource limits: `setrlimit` and `prlimit64` with a new
 //!   limit, since root may raise a hard limit.
 
@@ -110,14 +113,14 @@ impl Filter {
         lock_rlimits: bool,
     ) -> Result<Filter, SetupError> {
         let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
-        for nr in [
-            libc::SYS_io_uring_setup,
-            libc::SYS_io_uring_enter,
-            libc::SYS_io_uring_register,
-        ] {
-            rules.insert(nr, vec![]);
-        }
         if network_restricted {
+            for nr in [
+                libc::SYS_io_uring_setup,
+                libc::SYS_io_uring_enter,
+                libc::SYS_io_uring_register,
+            ] {
+                rules.insert(nr, vec![]);
+            }
             let mut sock = inet_socket_rules(libc::AF_INET, sockets)?;
             sock.extend(inet_socket_rules(libc::AF_INET6, sockets)?);
             sock.push(rule(vec![cond(

@@ -16,8 +16,10 @@ use crate::report::Report;
 
 /// How long `setsid-daemon`'s grandchild lives.
 const DAEMON_LIFETIME_SECS: u32 = 300;
-/// How long each `fork-many` child lives.
-const FORK_CHILD_SECS: u32 = 2;
+/// How long each `fork-many` child lives: long enough for all N to exist
+/// at once (forking them takes milliseconds), short enough to keep a
+/// corpus run quick.
+const FORK_CHILD_MS: u64 = 500;
 
 fn cloexec_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)
@@ -87,6 +89,24 @@ fn sleep_fully(secs: u32) {
     }
 }
 
+fn sleep_ms(ms: u64) {
+    let mut req = libc::timespec {
+        tv_sec: (ms / 1000) as libc::time_t,
+        tv_nsec: ((ms % 1000) * 1_000_000) as libc::c_long,
+    };
+    loop {
+        let mut rem = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: nanosleep with two live timespecs.
+        if unsafe { libc::nanosleep(&req, &mut rem) } == 0 {
+            return;
+        }
+        req = rem;
+    }
+}
+
 fn cstring(s: &OsString) -> Result<CString, String> {
     CString::new(s.as_bytes()).map_err(|_| format!("argument {s:?} contains a NUL byte"))
 }
@@ -144,7 +164,7 @@ pub fn exec(path: &OsString, args: &[OsString]) -> Report {
     }
 }
 
-/// `fork-many N`: fork N children that each sleep 2 s; stop at the first
+/// `fork-many N`: fork N children that each sleep 0.5 s; stop at the first
 /// failure; reap all. value = forks that succeeded.
 pub fn fork_many(n: u64) -> Report {
     const OP: &str = "fork-many";
@@ -154,7 +174,7 @@ pub fn fork_many(n: u64) -> Report {
         // SAFETY: single-threaded; the child only sleeps and calls _exit.
         let pid = unsafe { libc::fork() };
         if pid == 0 {
-            sleep_fully(FORK_CHILD_SECS);
+            sleep_ms(FORK_CHILD_MS);
             // SAFETY: leaving the child without running the parent's
             // exit handlers or flushing its buffers.
             unsafe { libc::_exit(0) };

@@ -1,0 +1,92 @@
+//! `sandspec driver`: the reference sandbox served over the driver protocol
+//! on stdin/stdout (registry name `reference-proto`). It exists so the
+//! protocol path is tested against a backend known to pass, and so a
+//! simulated platform (a seccomp filter on the backend) can be applied to a
+//! separate process instead of the harness.
+
+use std::io::{BufRead, Write};
+
+use clap::Args;
+
+use crate::driver::protocol::{self, DriverInfo, FromDriver, ToDriver, PROTOCOL_VERSION};
+use crate::driver::reference;
+
+/// Arguments of `sandspec driver` (none: it speaks on stdin/stdout).
+#[derive(Debug, Args)]
+pub struct DriverArgs {}
+
+/// Serves requests until `bye` or EOF. A request that cannot be parsed but
+/// has a `seq` gets an `error` answer; anything else unparseable ends the
+/// session with exit 2 and a message on stderr.
+pub fn exec(_args: DriverArgs) -> i32 {
+    let stdin = std::io::stdin().lock();
+    let mut stdout = std::io::stdout().lock();
+    for line in stdin.split(b'\n') {
+        let line = match line {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("sandspec driver: failed to read stdin: {e}");
+                return 2;
+            }
+        };
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let reply = match serde_json::from_slice::<ToDriver>(&line) {
+            Ok(ToDriver::Hello { protocol, .. }) => {
+                if protocol != PROTOCOL_VERSION {
+                    eprintln!(
+                        "sandspec driver: the harness speaks protocol {protocol}; \
+                         answering with version {PROTOCOL_VERSION}"
+                    );
+                }
+                let h = reference::hello();
+                FromDriver::Hello {
+                    protocol: PROTOCOL_VERSION,
+                    driver: DriverInfo {
+                        name: h.name,
+                        version: h.version,
+                    },
+                    capabilities: h.capabilities,
+                }
+            }
+            Ok(ToDriver::Run {
+                seq,
+                policy,
+                command,
+                ..
+            }) => FromDriver::Result {
+                seq,
+                output: crate::sandbox::run(&policy, &command),
+            },
+            Ok(ToDriver::Bye) => return 0,
+            Err(e) => {
+                let seq = serde_json::from_slice::<serde_json::Value>(&line)
+                    .ok()
+                    .and_then(|v| v.get("seq").and_then(serde_json::Value::as_u64));
+                match seq {
+                    Some(seq) => FromDriver::Error {
+                        seq,
+                        message: format!("failed to parse the request: {e}"),
+                    },
+                    None => {
+                        eprintln!(
+                            "sandspec driver: failed to parse a message: {e}: {}",
+                            protocol::snippet(&line)
+                        );
+                        return 2;
+                    }
+                }
+            }
+        };
+        if stdout
+            .write_all(&protocol::line(&reply))
+            .and_then(|_| stdout.flush())
+            .is_err()
+        {
+            // The harness went away.
+            return 0;
+        }
+    }
+    0
+}

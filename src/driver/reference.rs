@@ -1,0 +1,161 @@
+//! `reference`: the reference sandbox ([`crate::sandbox`]), called in
+//! process.
+//!
+//! A simulated platform (a kernel without Landlock) needs a seccomp filter on
+//! the *backend*, and a filter cannot be put on the harness itself (it would
+//! stay on every later case, and on the test runner). So a simulated case
+//! runs out of process: `sandspec driver` (the same sandbox behind the
+//! protocol) is started under the filter, through [`ProcessFactory`].
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use super::process::ProcessFactory;
+use super::{Driver, DriverError, DriverFactory, Hello, RunRequest};
+use crate::corpus::case::{Capability, SimulatedLandlock};
+use crate::policy::RunOutput;
+
+/// The backend name the reference sandbox gives in its handshake, in
+/// process and behind the protocol alike.
+pub const BACKEND_NAME: &str = "sandspec-reference";
+
+/// Every capability in the vocabulary.
+pub fn all_capabilities() -> BTreeSet<Capability> {
+    use Capability::*;
+    let all = [
+        FsRead,
+        FsWrite,
+        FsExec,
+        FsFilterMissing,
+        NetDeny,
+        NetAllow,
+        NetTcpConnect,
+        NetTcpBind,
+        ScopeSignal,
+        ScopeAbstractUnixSocket,
+        LimitsMemory,
+        LimitsProcesses,
+        LimitsOpenFiles,
+        LimitsCpuSeconds,
+        LimitsOutputBytes,
+        Timeout,
+        Script,
+        Stdin,
+        Env,
+        Cwd,
+    ];
+    // A new capability must be added above: this match stops compiling.
+    for c in all {
+        match c {
+            FsRead
+            | FsWrite
+            | FsExec
+            | FsFilterMissing
+            | NetDeny
+            | NetAllow
+            | NetTcpConnect
+            | NetTcpBind
+            | ScopeSignal
+            | ScopeAbstractUnixSocket
+            | LimitsMemory
+            | LimitsProcesses
+            | LimitsOpenFiles
+            | LimitsCpuSeconds
+            | LimitsOutputBytes
+            | Timeout
+            | Script
+            | Stdin
+            | Env
+            | Cwd => {}
+        }
+    }
+    all.into_iter().collect()
+}
+
+/// The reference sandbox's handshake.
+pub fn hello() -> Hello {
+    Hello {
+        name: BACKEND_NAME.into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        capabilities: all_capabilities(),
+    }
+}
+
+/// Makes reference drivers.
+#[derive(Debug, Clone, Default)]
+pub struct ReferenceFactory {
+    exe: Option<PathBuf>,
+}
+
+impl ReferenceFactory {
+    /// `exe` is the `sandspec` binary, started as `sandspec driver` for
+    /// simulated platforms; without it, simulated cases cannot run.
+    pub fn new(exe: Option<PathBuf>) -> Self {
+        ReferenceFactory { exe }
+    }
+}
+
+impl DriverFactory for ReferenceFactory {
+    fn name(&self) -> &str {
+        "reference"
+    }
+
+    fn spawn(&self, simulate: Option<SimulatedLandlock>) -> Result<Box<dyn Driver>, DriverError> {
+        match simulate {
+            None => Ok(Box::new(ReferenceDriver)),
+            Some(how) => {
+                let Some(exe) = &self.exe else {
+                    return Err(DriverError::Start {
+                        driver: "reference".into(),
+                        why: "a simulated platform needs the sandspec executable \
+                              (to run `sandspec driver` under the filter), and none was given"
+                            .into(),
+                    });
+                };
+                let f = ProcessFactory::new("reference", vec![exe.into(), "driver".into()]);
+                Ok(Box::new(f.start(Some(how))?))
+            }
+        }
+    }
+}
+
+/// The in-process reference sandbox.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReferenceDriver;
+
+impl Driver for ReferenceDriver {
+    fn hello(&mut self) -> Result<Hello, DriverError> {
+        Ok(hello())
+    }
+
+    fn run(&mut self, req: &RunRequest, watchdog: Duration) -> Result<RunOutput, DriverError> {
+        // The sandbox enforces the policy's timeout itself; the watchdog
+        // guards against the sandbox hanging. A hung call cannot be
+        // cancelled, so its thread is left behind and the case is an error.
+        let (tx, rx) = mpsc::channel();
+        let policy = req.policy.clone();
+        let command = req.command.clone();
+        std::thread::Builder::new()
+            .name(format!("reference:{}", req.case))
+            .spawn(move || {
+                let _ = tx.send(crate::sandbox::run(&policy, &command));
+            })
+            .map_err(|e| DriverError::Start {
+                driver: "reference".into(),
+                why: format!("failed to start a thread: {e}"),
+            })?;
+        match rx.recv_timeout(watchdog) {
+            Ok(out) => Ok(out),
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(DriverError::Hung {
+                driver: "reference".into(),
+                after: watchdog,
+            }),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(DriverError::Died {
+                driver: "reference".into(),
+                why: "the sandbox panicked".into(),
+            }),
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! The JSON report (`--json FILE`), format `sandspec-report` version 1.
+//! docs/json-report.md documents every field; they only ever get added to
+//! within a version, so readers should ignore fields they do not know.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::RunInfo;
+use crate::harness::status::{CaseResult, Counts, Status};
+use crate::kernel::KernelFacts;
+use crate::policy::Outcome;
+
+/// The value of [`RunReport::format`].
+pub const FORMAT: &str = "sandspec-report";
+/// The value of [`RunReport::format_version`].
+pub const FORMAT_VERSION: u32 = 1;
+
+/// A whole run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunReport {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// [`FORMAT_VERSION`].
+    pub format_version: u32,
+    /// The sandspec version that ran the suite.
+    pub suite_version: String,
+    /// Seconds since the epoch when the report was written.
+    pub generated_unix: u64,
+    /// The driver and backend every case ran against.
+    pub driver: DriverInfo,
+    /// The kernel every case ran on.
+    pub kernel: KernelFacts,
+    /// Counts per status.
+    pub counts: CountsJson,
+    /// Every selected case, in corpus order.
+    pub cases: Vec<CaseJson>,
+}
+
+/// The driver section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriverInfo {
+    /// As selected: `reference`, `none`, a registry name, or a command line.
+    pub name: String,
+    /// The backend's own name, from its handshake.
+    pub backend: String,
+    /// The backend's version, from its handshake.
+    pub version: String,
+    /// The capabilities it claimed.
+    pub capabilities: Vec<String>,
+}
+
+/// Counts per status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CountsJson {
+    /// Passed.
+    pub pass: usize,
+    /// Failed.
+    pub fail: usize,
+    /// Errored.
+    pub error: usize,
+    /// Skipped.
+    pub skip: usize,
+    /// Known failures.
+    pub xfail: usize,
+    /// Unexpected passes.
+    pub xpass: usize,
+}
+
+/// One case.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CaseJson {
+    /// Stable case id.
+    pub id: String,
+    /// `pass`, `fail`, `error`, `skip`, `xfail` or `xpass`.
+    pub status: Status,
+    /// Why (null for a plain pass).
+    pub reason: Option<String>,
+    /// Wall time of the whole case, in microseconds.
+    pub duration_us: u64,
+    /// The outcome of the run under test (null when it did not run).
+    pub outcome: Option<Outcome>,
+    /// The outcome of the control run (null when there is none or it did
+    /// not run).
+    pub control_outcome: Option<Outcome>,
+    /// The reason from the expectation file, when the case is listed.
+    pub expected_failure: Option<String>,
+    /// The case's tags.
+    pub tags: Vec<String>,
+    /// The case file.
+    pub file: PathBuf,
+}
+
+/// Builds the report.
+pub fn build(info: &RunInfo, results: &[CaseResult]) -> RunReport {
+    let c = Counts::of(results);
+    RunReport {
+        format: FORMAT.into(),
+        format_version: FORMAT_VERSION,
+        suite_version: env!("CARGO_PKG_VERSION").into(),
+        generated_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        driver: DriverInfo {
+            name: info.driver.clone(),
+            backend: info.backend.name.clone(),
+            version: info.backend.version.clone(),
+            capabilities: info
+                .backend
+                .capabilities
+                .iter()
+                .map(|c| crate::corpus::vocab::capability_name(*c))
+                .collect(),
+        },
+        kernel: info.kernel.clone(),
+        counts: CountsJson {
+            pass: c.pass,
+            fail: c.fail,
+            error: c.error,
+            skip: c.skip,
+            xfail: c.xfail,
+            xpass: c.xpass,
+        },
+        cases: results
+            .iter()
+            .map(|r| CaseJson {
+                id: r.id.clone(),
+                status: r.status,
+                reason: r.reason.clone(),
+                duration_us: r.duration.as_micros() as u64,
+                outcome: r.outcome.clone(),
+                control_outcome: r.control_outcome.clone(),
+                expected_failure: r.expected_failure.clone(),
+                tags: r
+                    .tags
+                    .iter()
+                    .map(|t| crate::corpus::vocab::tag_name(*t))
+                    .collect(),
+                file: r.path.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// Writes the report to `path`.
+pub fn write(path: &Path, report: &RunReport) -> Result<(), String> {
+    let mut text = serde_json::to_string_pretty(report)
+        .map_err(|e| format!("failed to serialise the JSON report: {e}"))?;
+    text.push('\n');
+    std::fs::write(path, text).map_err(|e| format!("failed to write {}: {e}", path.display()))
+}
+
+/// Reads a report written by [`write`] (for matrices and diffs).
+pub fn read(path: &Path) -> Result<RunReport, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("failed to read {}: {e}", path.display()))?;
+    let r: RunReport = serde_json::from_str(&text)
+        .map_err(|e| format!("{}:{}:{}: {e}", path.display(), e.line(), e.column()))?;
+    if r.format != FORMAT || r.format_version != FORMAT_VERSION {
+        return Err(format!(
+            "{}: not a {FORMAT} version {FORMAT_VERSION} file (format {:?} version {})",
+            path.display(),
+            r.format,
+            r.format_version
+        ));
+    }
+    Ok(r)
+}

@@ -1,0 +1,66 @@
+//! The summary table printed at the end of a run.
+
+use std::fmt::Write as _;
+
+use super::live::paint;
+use super::RunInfo;
+use crate::harness::status::{CaseResult, Counts, Status};
+
+/// The table: the run, counts per status, then every case that did not
+/// plainly pass, with its reason; last, the gate's verdict.
+pub fn render(info: &RunInfo, results: &[CaseResult], color: bool) -> String {
+    let c = Counts::of(results);
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "\n{} cases against driver {} ({} {}); kernel {}, Landlock {}",
+        c.total(),
+        info.driver,
+        info.backend.name,
+        info.backend.version,
+        info.kernel.release,
+        info.kernel.landlock
+    );
+    let _ = writeln!(s, "  {:<6} {:>5}", "status", "cases");
+    for st in Status::ALL {
+        let _ = writeln!(s, "  {:<6} {:>5}", st.as_str(), c.get(st));
+    }
+    let others: Vec<&CaseResult> = results
+        .iter()
+        .filter(|r| r.status != Status::Pass)
+        .collect();
+    if !others.is_empty() {
+        let _ = writeln!(s, "\nnot passed:");
+        // Gate failures first, then skips and known failures.
+        for group in [
+            Status::Fail,
+            Status::Error,
+            Status::Xpass,
+            Status::Xfail,
+            Status::Skip,
+        ] {
+            for r in others.iter().filter(|r| r.status == group) {
+                let _ = write!(s, "  {} {}", paint(r.status, color), r.id);
+                if let Some(why) = &r.reason {
+                    let _ = write!(s, ": {why}");
+                }
+                if r.status == Status::Xfail {
+                    if let Some(listed) = &r.expected_failure {
+                        let _ = write!(s, " [expected: {listed}]");
+                    }
+                }
+                s.push('\n');
+            }
+        }
+    }
+    if c.gate_ok() {
+        let _ = writeln!(s, "\nresult: ok");
+    } else {
+        let _ = writeln!(
+            s,
+            "\nresult: FAILED ({} fail, {} error, {} xpass)",
+            c.fail, c.error, c.xpass
+        );
+    }
+    s
+}

@@ -1,0 +1,310 @@
+//! Running one case: scratch directory, oracles, templating, setup, the run
+//! through the driver under a watchdog, survivors, host checks, the
+//! expectations; then the control run, which must succeed too.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use super::evaluate::{evaluate, Observation, ProbeReport};
+use super::requirements::{self, HostFacts};
+use super::slot::DriverSlot;
+use super::status::{CaseResult, Status};
+use crate::corpus::case::{Case, Expect};
+use crate::corpus::setup::{command, materialize};
+use crate::corpus::template::expand;
+use crate::corpus::LoadedCase;
+use crate::driver::{DriverError, RunRequest};
+use crate::oracle::{survivors, Oracles};
+use crate::policy::{Outcome, Policy, RunOutput};
+
+/// How the harness runs cases.
+#[derive(Debug, Clone)]
+pub struct HarnessConfig {
+    /// The `sandspec-probe` binary (`${PROBE}`); added to every policy's
+    /// `exec` list (with its ELF interpreter, which the kernel also opens
+    /// for execution), since cases do not list it.
+    pub probe: PathBuf,
+    /// Keep scratch directories (their paths are in the results).
+    pub keep: bool,
+    /// The watchdog is the policy's timeout plus this.
+    pub watchdog_margin: Duration,
+    /// The watchdog for a policy without a timeout.
+    pub default_watchdog: Duration,
+}
+
+impl HarnessConfig {
+    /// Defaults: scratch removed, watchdog = timeout + 10 s, or 30 s.
+    pub fn new(probe: impl Into<PathBuf>) -> Self {
+        HarnessConfig {
+            probe: probe.into(),
+            keep: false,
+            watchdog_margin: Duration::from_secs(10),
+            default_watchdog: Duration::from_secs(30),
+        }
+    }
+
+    /// The watchdog for `policy`.
+    pub fn watchdog(&self, policy: &Policy) -> Duration {
+        match policy.timeout {
+            Some(t) => t.0 + self.watchdog_margin,
+            None => self.default_watchdog,
+        }
+    }
+
+    /// In the CLI: `sandspec-probe` next to the running executable.
+    pub fn probe_beside_current_exe() -> std::io::Result<PathBuf> {
+        let exe = std::env::current_exe()?;
+        let dir = exe
+            .parent()
+            .ok_or_else(|| std::io::Error::other("the executable has no directory"))?;
+        Ok(dir.join("sandspec-probe"))
+    }
+}
+
+/// Runs cases; shared by every worker.
+pub struct Harness {
+    config: HarnessConfig,
+    host: HostFacts,
+    rt: tokio::runtime::Runtime,
+    /// The probe and its dynamic loader: added to every policy's `exec`.
+    probe_exec: Vec<PathBuf>,
+}
+
+/// Which run of a case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Main,
+    Control,
+}
+
+/// What one run produced.
+struct PhaseRun {
+    outcome: Outcome,
+    verdict: Result<(), String>,
+    kept: Option<PathBuf>,
+}
+
+enum PhaseError {
+    /// The driver broke: ERROR, and the instance is restarted.
+    Driver(DriverError),
+    /// The harness could not prepare or check the run: ERROR.
+    Harness(String),
+}
+
+impl Harness {
+    /// Probes the host and starts the runtime the oracles live on.
+    pub fn new(config: HarnessConfig) -> std::io::Result<Harness> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("sandspec-oracle")
+            .enable_all()
+            .build()?;
+        let mut probe_exec = vec![config.probe.clone()];
+        probe_exec.extend(crate::sandbox::elf_interpreter(&config.probe));
+        Ok(Harness {
+            config,
+            host: HostFacts::probe(),
+            rt,
+            probe_exec,
+        })
+    }
+
+    /// The host facts requirements are checked against.
+    pub fn host(&self) -> &HostFacts {
+        &self.host
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &HarnessConfig {
+        &self.config
+    }
+
+    /// Runs one case (and its control) through `slot`.
+    pub fn run_case(&self, lc: &LoadedCase, slot: &mut DriverSlot<'_>) -> CaseResult {
+        let case = &lc.case;
+        let t0 = Instant::now();
+        let mut r = CaseResult {
+            id: case.id.clone(),
+            path: lc.path.clone(),
+            tags: case.tags.clone(),
+            status: Status::Pass,
+            reason: None,
+            duration: Duration::ZERO,
+            outcome: None,
+            control_outcome: None,
+            expected_failure: None,
+            kept: Vec::new(),
+        };
+        let done = |mut r: CaseResult, status: Status, reason: Option<String>| {
+            r.status = status;
+            r.reason = reason;
+            r.duration = t0.elapsed();
+            r
+        };
+        let caps = match slot.hello() {
+            Ok(h) => h.capabilities.clone(),
+            Err(e) => {
+                slot.discard();
+                return done(r, Status::Error, Some(format!("{e} (case {})", case.id)));
+            }
+        };
+        if let Err(why) = requirements::check(&case.requires, &caps, &self.host) {
+            return done(r, Status::Skip, Some(why));
+        }
+        let mut phases = vec![Phase::Main];
+        if case.control.is_some() {
+            phases.push(Phase::Control);
+        }
+        for phase in phases {
+            let label = match phase {
+                Phase::Main => "",
+                Phase::Control => "control run: ",
+            };
+            match self.run_phase(case, phase, slot) {
+                Err(PhaseError::Driver(e)) => {
+                    return done(
+                        r,
+                        Status::Error,
+                        Some(format!("{label}{e} (case {})", case.id)),
+                    )
+                }
+                Err(PhaseError::Harness(why)) => {
+                    return done(
+                        r,
+                        Status::Error,
+                        Some(format!("{label}failed to run case {}: {why}", case.id)),
+                    )
+                }
+                Ok(run) => {
+                    match phase {
+                        Phase::Main => r.outcome = Some(run.outcome),
+                        Phase::Control => r.control_outcome = Some(run.outcome),
+                    }
+                    r.kept.extend(run.kept);
+                    if let Err(why) = run.verdict {
+                        let why = match phase {
+                            Phase::Main => why,
+                            Phase::Control => format!(
+                                "control run (restriction lifted) did not succeed, so the \
+                                 case proves nothing here: {why}"
+                            ),
+                        };
+                        return done(r, Status::Fail, Some(why));
+                    }
+                }
+            }
+        }
+        done(r, Status::Pass, None)
+    }
+
+    fn run_phase(
+        &self,
+        case: &Case,
+        phase: Phase,
+        slot: &mut DriverSlot<'_>,
+    ) -> Result<PhaseRun, PhaseError> {
+        let h = |what: &str| {
+            let what = what.to_string();
+            move |e: String| PhaseError::Harness(format!("failed to {what}: {e}"))
+        };
+        let scratch = tempfile::Builder::new()
+            .prefix(&format!("sandspec-{}-", case.id))
+            .tempdir()
+            .map_err(|e| h("create the scratch directory")(e.to_string()))?;
+        let oracles = Oracles::start(&case.oracles, self.rt.handle())
+            .map_err(|e| h("start the oracles")(e.to_string()))?;
+        let mut vars: BTreeMap<String, String> = oracles.vars();
+        vars.insert(
+            "SCRATCH".into(),
+            scratch.path().to_string_lossy().into_owned(),
+        );
+        vars.insert(
+            "PROBE".into(),
+            self.config.probe.to_string_lossy().into_owned(),
+        );
+        let prepared = (|| {
+            let x = expand(case, &vars).map_err(h("expand the case's templates"))?;
+            materialize(&x.setup, scratch.path())
+                .map_err(|e| h("create the case's files")(e.to_string()))?;
+            let cmd = command(&x.run).map_err(h("build the command"))?;
+            Ok::<_, PhaseError>((x, cmd))
+        })();
+        let (x, cmd) = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                oracles.finish();
+                return Err(e);
+            }
+        };
+        let (mut policy, expect, simulate): (Policy, &Expect, _) = match (phase, &x.control) {
+            (Phase::Main, _) => (x.policy.clone(), &x.expect, case.simulate.clone()),
+            (Phase::Control, Some(c)) => (
+                c.policy.apply(&x.policy),
+                &c.expect,
+                if c.unsimulated.unwrap_or(true) {
+                    None
+                } else {
+                    case.simulate.clone()
+                },
+            ),
+            (Phase::Control, None) => {
+                oracles.finish();
+                return Err(PhaseError::Harness("the case has no control".into()));
+            }
+        };
+        for p in &self.probe_exec {
+            if !policy.exec.contains(p) {
+                policy.exec.push(p.clone());
+            }
+        }
+        let watchdog = self.config.watchdog(&policy);
+        let req = RunRequest {
+            seq: slot.next_seq(),
+            case: case.id.clone(),
+            policy,
+            command: cmd,
+        };
+        let result: Result<RunOutput, DriverError> = match &simulate {
+            None => slot.run(&req, watchdog),
+            Some(sim) => slot.factory().spawn(Some(sim.landlock)).and_then(|mut d| {
+                d.hello()?;
+                d.run(&req, watchdog)
+            }),
+        };
+        let seen = oracles.finish();
+        let output = result.map_err(PhaseError::Driver)?;
+        let probe = ProbeReport::find(&output);
+        let alive = probe
+            .as_ref()
+            .and_then(ProbeReport::pids)
+            .map(|pids| survivors(&pids))
+            .unwrap_or_default();
+        // Survivors are a failure, and then litter: remove them.
+        for pid in &alive {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(*pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let verdict = evaluate(
+            expect,
+            &Observation {
+                output: &output,
+                oracles: &seen,
+                probe: probe.as_ref(),
+                survivors: &alive,
+            },
+        );
+        let kept = if self.config.keep {
+            Some(scratch.keep())
+        } else {
+            None
+        };
+        Ok(PhaseRun {
+            outcome: output.outcome,
+            verdict,
+            kept,
+        })
+    }
+}

@@ -1,0 +1,166 @@
+//! The conformance corpus as `cargo test` tests (libtest-mimic, no libtest
+//! harness):
+//!
+//! - `case::<id>`: every case against the reference sandbox; it must PASS.
+//!   An unmet requirement (kernel ABI, program, root) makes the test
+//!   ignored, with the reason; a failure or error fails it with the reason.
+//! - `isolation_fails_under_none::<id>`: every case tagged `isolation` run
+//!   under the `none` driver (no sandbox) must FAIL: a case that passes
+//!   without a sandbox cannot detect a broken one. Together with `case::` this
+//!   checks each isolation case fails under `none` and passes under
+//!   `reference`.
+//! - `landlock_abi_matches_expectation`: with SANDSPEC_EXPECT_LANDLOCK_ABI=N
+//!   (or `none`), the probed ABI must be that, so a CI row cannot quietly
+//!   turn into skips on the wrong kernel. Ignored when the variable is unset.
+//!
+//! SANDSPEC_CASES=PATH runs another corpus (e.g. tests/fixtures/cases/basic).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use libtest_mimic::{Arguments, Completion, Failed, Trial};
+use sandspec::corpus::case::Tag;
+use sandspec::corpus::{self, LoadedCase};
+use sandspec::driver::none::NoneFactory;
+use sandspec::driver::reference::ReferenceFactory;
+use sandspec::driver::DriverFactory;
+use sandspec::harness::{DriverSlot, Harness, HarnessConfig, Status};
+use sandspec::kernel::{self, LandlockSupport};
+
+fn harness() -> &'static Harness {
+    static H: OnceLock<Harness> = OnceLock::new();
+    H.get_or_init(|| {
+        Harness::new(HarnessConfig::new(env!("CARGO_BIN_EXE_sandspec-probe")))
+            .expect("failed to start the harness runtime")
+    })
+}
+
+fn reference() -> ReferenceFactory {
+    ReferenceFactory::new(Some(PathBuf::from(env!("CARGO_BIN_EXE_sandspec"))))
+}
+
+/// Runs `case` through a fresh instance of `factory`.
+fn run(case: &LoadedCase, factory: &dyn DriverFactory) -> sandspec::harness::CaseResult {
+    let mut slot = DriverSlot::new(factory);
+    harness().run_case(case, &mut slot)
+}
+
+fn reason(r: &sandspec::harness::CaseResult) -> String {
+    r.reason.clone().unwrap_or_default()
+}
+
+fn case_trial(case: Arc<LoadedCase>) -> Trial {
+    Trial::ignorable_test(format!("case::{}", case.case.id), move || {
+        let r = run(&case, &reference());
+        match r.status {
+            Status::Pass => Ok(Completion::Completed),
+            Status::Skip => Ok(Completion::ignored_with(reason(&r))),
+            other => Err(Failed::from(format!(
+                "{} under reference ({}): {}",
+                other.label(),
+                case.path.display(),
+                reason(&r)
+            ))),
+        }
+    })
+}
+
+fn isolation_trial(case: Arc<LoadedCase>) -> Trial {
+    Trial::ignorable_test(
+        format!("isolation_fails_under_none::{}", case.case.id),
+        move || {
+            let r = run(&case, &NoneFactory);
+            match r.status {
+                Status::Fail => Ok(Completion::Completed),
+                Status::Skip => Ok(Completion::ignored_with(reason(&r))),
+                Status::Pass => Err(Failed::from(format!(
+                    "{} passed without any sandbox: this isolation case cannot fail ({})",
+                    case.case.id,
+                    case.path.display()
+                ))),
+                other => Err(Failed::from(format!(
+                    "{} under none: {} (an isolation case must FAIL under none)",
+                    other.label(),
+                    reason(&r)
+                ))),
+            }
+        },
+    )
+}
+
+fn abi_trial() -> Trial {
+    Trial::ignorable_test("landlock_abi_matches_expectation", || {
+        let Ok(want) = std::env::var("SANDSPEC_EXPECT_LANDLOCK_ABI") else {
+            return Ok(Completion::ignored_with(
+                "SANDSPEC_EXPECT_LANDLOCK_ABI is not set",
+            ));
+        };
+        let got = kernel::landlock();
+        let ok = match want.trim() {
+            "none" => got.abi().is_none(),
+            n => match n.parse::<u32>() {
+                Ok(n) => got == LandlockSupport::Abi(n),
+                Err(_) => {
+                    return Err(Failed::from(format!(
+                        "SANDSPEC_EXPECT_LANDLOCK_ABI={want:?}: expected a number or \"none\""
+                    )))
+                }
+            },
+        };
+        if ok {
+            Ok(Completion::Completed)
+        } else {
+            Err(Failed::from(format!(
+                "SANDSPEC_EXPECT_LANDLOCK_ABI={want} but this kernel's Landlock is {got}"
+            )))
+        }
+    })
+}
+
+/// True when `dir` holds a `*.yaml`/`*.yml` file somewhere below it.
+fn has_case_files(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let p = e.path();
+        if p.is_dir() {
+            has_case_files(&p)
+        } else {
+            matches!(p.extension().and_then(|x| x.to_str()), Some("yaml" | "yml"))
+        }
+    })
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let dir = match std::env::var_os("SANDSPEC_CASES") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("conformance"),
+    };
+    let mut trials = vec![abi_trial()];
+    if !has_case_files(&dir) {
+        let why = format!("no case files under {}", dir.display());
+        trials.push(Trial::ignorable_test("corpus_loads", move || {
+            Ok(Completion::ignored_with(why))
+        }));
+    } else {
+        match corpus::load(&dir) {
+            Err(e) => {
+                let msg = e.to_string();
+                trials.push(Trial::test("corpus_loads", move || Err(Failed::from(msg))));
+            }
+            Ok(cases) => {
+                trials.push(Trial::test("corpus_loads", || Ok(())));
+                for c in cases {
+                    let c = Arc::new(c);
+                    if c.case.tags.contains(&Tag::Isolation) {
+                        trials.push(isolation_trial(Arc::clone(&c)));
+                    }
+                    trials.push(case_trial(c));
+                }
+            }
+        }
+    }
+    libtest_mimic::run(&args, trials).exit();
+}

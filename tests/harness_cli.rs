@@ -1,0 +1,206 @@
+//! `sandspec run` and `sandspec driver-check` from the outside: exit codes,
+//! reports, expectation files, and clear errors for bad input.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn sandspec() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sandspec"));
+    c.env("NO_COLOR", "1");
+    c
+}
+
+fn run_basic() -> Command {
+    let mut c = sandspec();
+    c.arg("run")
+        .arg("--cases")
+        .arg(fixtures().join("cases/basic"));
+    c
+}
+
+#[test]
+fn a_green_run_exits_0_and_writes_json_and_junit_reports() {
+    let d = tempfile::tempdir().unwrap();
+    let (json, junit) = (d.path().join("r.json"), d.path().join("r.xml"));
+    run_basic()
+        .arg("--json")
+        .arg(&json)
+        .arg("--junit")
+        .arg(&junit)
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("PASS  fixture.echo"))
+        .stdout(predicate::str::contains(
+            "SKIP  fixture.unmet-requirement: needs sandspec-fixture-no-such-program on PATH",
+        ))
+        .stdout(predicate::str::contains("result: ok"));
+    let report = sandspec::harness::report::json::read(&json).unwrap();
+    assert_eq!(report.driver.name, "reference");
+    assert_eq!(report.driver.backend, "sandspec-reference");
+    assert_eq!(report.cases.len(), 7);
+    assert_eq!(report.counts.pass, 6);
+    assert_eq!(report.counts.skip, 1);
+    let timeout = report
+        .cases
+        .iter()
+        .find(|c| c.id == "fixture.timeout")
+        .unwrap();
+    assert_eq!(timeout.outcome, Some(sandspec::policy::Outcome::Timeout));
+    let raw: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(raw["cases"][0]["status"], "pass");
+    assert!(raw["kernel"]["landlock"].is_object() || raw["kernel"]["landlock"].is_string());
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("<testcase name=\"fixture.echo\""), "{xml}");
+    assert!(
+        xml.contains("<skipped message=\"needs sandspec-fixture-no-such-program on PATH\""),
+        "{xml}"
+    );
+}
+
+#[test]
+fn isolation_cases_under_none_fail_the_run_with_exit_1() {
+    run_basic()
+        .args(["--driver", "none", "--tag", "isolation"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("FAIL  fixture.write-denied"))
+        .stdout(predicate::str::contains("FAIL  fixture.no-landlock"))
+        .stdout(predicate::str::contains("FAIL  fixture.net-deny-tcp"))
+        .stdout(predicate::str::contains(
+            "result: FAILED (3 fail, 0 error, 0 xpass)",
+        ));
+}
+
+fn expect_file(dir: &Path, text: &str) -> PathBuf {
+    let p = dir.join("expect.yaml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn listed_failures_are_xfail_and_the_gate_passes() {
+    let d = tempfile::tempdir().unwrap();
+    let x = expect_file(
+        d.path(),
+        "driver: none\ncases:\n  fixture.write-denied: no sandbox\n  fixture.no-landlock: no sandbox\n  \
+         fixture.net-deny-tcp: no sandbox\n",
+    );
+    run_basic()
+        .args(["--driver", "none", "--tag", "isolation", "--expect"])
+        .arg(&x)
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("XFAIL fixture.write-denied"))
+        .stdout(predicate::str::contains("[expected: no sandbox]"));
+}
+
+#[test]
+fn a_listed_case_that_passes_is_xpass_and_fails_the_gate() {
+    let d = tempfile::tempdir().unwrap();
+    let x = expect_file(
+        d.path(),
+        "driver: reference\ncases:\n  fixture.echo: stale\n",
+    );
+    run_basic()
+        .arg("--expect")
+        .arg(&x)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("XPASS fixture.echo"));
+}
+
+#[test]
+fn an_expectation_naming_an_unknown_case_is_exit_2() {
+    let d = tempfile::tempdir().unwrap();
+    let x = expect_file(d.path(), "driver: reference\ncases:\n  fixture.nope: x\n");
+    run_basic()
+        .arg("--expect")
+        .arg(&x)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("fixture.nope"));
+}
+
+#[test]
+fn a_bad_filter_regex_is_exit_2() {
+    run_basic()
+        .args(["--filter", "fixture.(echo"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("invalid --filter regex"));
+}
+
+#[test]
+fn a_selection_matching_nothing_is_exit_2() {
+    run_basic()
+        .args(["--filter", "^nothing-matches$"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no case"));
+}
+
+#[test]
+fn a_malformed_case_file_is_exit_2_with_file_line_column() {
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("bad.yaml");
+    std::fs::write(
+        &f,
+        "id: bad.case\nsummary: s\nrun: {argv: [\"true\"]}\nexpect: {outcom: timeout}\n",
+    )
+    .unwrap();
+    sandspec()
+        .arg("run")
+        .arg("--cases")
+        .arg(&f)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(format!("{}:4:", f.display())));
+}
+
+#[test]
+fn an_unknown_driver_is_exit_2() {
+    run_basic()
+        .args(["--driver", "no-such-driver"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "unknown driver \"no-such-driver\"",
+        ));
+}
+
+#[test]
+fn a_driver_that_cannot_start_is_exit_2_naming_the_driver() {
+    run_basic()
+        .args(["--driver-cmd", "/nonexistent/driver --flag"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("/nonexistent/driver --flag"));
+}
+
+#[test]
+fn driver_check_accepts_the_reference_over_the_protocol() {
+    sandspec()
+        .args(["driver-check", "--driver", "reference-proto"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("handshake: ok"))
+        .stdout(predicate::str::contains("ok ("));
+}
+
+#[test]
+fn driver_check_explains_a_driver_that_prints_garbage() {
+    sandspec()
+        .args(["driver-check", "--driver-cmd", "echo hello; sleep 5"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("handshake: FAILED"))
+        .stdout(predicate::str::contains("not JSON"))
+        .stdout(predicate::str::contains("hint:"));
+}
