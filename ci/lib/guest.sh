@@ -93,6 +93,7 @@ guest_initramfs() {
   : >"$stage/sandspec/tests"
   local users
   while IFS=$'\t' read -r name path; do
+    [[ $name =~ $KM_TESTS ]] || continue
     stage_binary "$path" "$stage"
     users=root
     [[ $name =~ $KM_AS_NOBODY ]] && users="root nobody"
