@@ -78,11 +78,13 @@ stage_binary() {
 guest_initramfs() {
   local list=$1 out=$2 busybox=$3 stage name path bin
   stage=$(mktemp -d)
-  mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,usr/lib,usr/lib64,etc,proc,sys,dev,tmp,root,sandspec}
-  # the merged-/usr layout of a Debian host, which tests' policies name
-  ln -s usr/lib "$stage/lib"
-  ln -s usr/lib64 "$stage/lib64"
-  install -m 0755 "$busybox" "$stage/bin/busybox"
+  mkdir -p "$stage"/{usr/bin,usr/sbin,usr/lib,usr/lib64,etc,proc,sys,dev,tmp,root,sandspec}
+  # The merged-/usr layout of a Debian host, which the corpus assumes: a
+  # policy allowing exec under /usr runs /bin/true, because Landlock checks
+  # the file the path resolves to (/usr/bin/busybox here).
+  local d
+  for d in bin sbin lib lib64; do ln -s "usr/$d" "$stage/$d"; done
+  install -m 0755 "$busybox" "$stage/usr/bin/busybox"
   install -m 0755 "$KM_HERE/guest/init" "$stage/init"
   install -m 0755 "$KM_HERE/guest/runuser" "$stage/usr/sbin/runuser"
   printf 'sandspec-guest\n' >"$stage/etc/hostname"
