@@ -276,12 +276,18 @@ fn scaling_json_has_a_row_per_size_and_thread_count() {
         .collect();
     assert_eq!(paths, [1, 3]);
     for r in v["paths"].as_array().unwrap() {
-        for f in ["median_us", "p90_us", "ratio", "spawn_ratio"] {
+        for f in [
+            "median_us",
+            "p90_us",
+            "ratio",
+            "build_and_spawn_us",
+            "build_and_spawn_ratio",
+        ] {
             positive(r, f);
         }
         positive(&r["build"], "median_us");
-        positive(&r["spawn"], "median_us");
-        assert_eq!(r["total"]["samples"], 2, "{r}");
+        assert_eq!(r["spawn"]["samples"], 2, "{r}");
+        assert_eq!(r["build"]["samples"], 2, "{r}");
     }
     let threads: Vec<u64> = v["concurrency"]
         .as_array()

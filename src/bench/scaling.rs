@@ -1,17 +1,18 @@
 //! How the reference sandbox's spawn of `/bin/true` grows:
 //!
 //! - with the number of allowlisted paths (directories in a temporary
-//!   directory, all listed in `read`): the time to build the sandbox
-//!   ([`Sandbox::new`]: opening each path and adding its rule) and the time
-//!   to spawn under it ([`Sandbox::run`]) are timed separately, in the same
-//!   iteration, so a driver's per-case cost (both) and a library user's
-//!   per-spawn cost (the second) can both be read off;
+//!   directory, all listed in `read`): the spawn under a sandbox built once
+//!   ([`Sandbox::run`], what a library user pays per spawn) and the build
+//!   ([`Sandbox::new`]: opening each path and adding its rule) are separate
+//!   variants, so CPU burnt by a large build does not colour the spawn timed
+//!   right after it; build + spawn (the sum of the medians) is what a driver
+//!   pays per case;
 //! - with concurrent spawns: T threads each spawning in a loop through one
 //!   shared [`Sandbox`], against T threads spawning bare, for per-spawn
 //!   latency and throughput.
 //!
-//! Both parts interleave their variants in a shuffled order each round, as
-//! [`super::drivers`] does, and report ratios to the bare spawn.
+//! Every variant runs once per round in a shuffled order, as in
+//! [`super::drivers`], and is reported as a ratio to the bare spawn.
 
 use std::path::{Path, PathBuf};
 use std::sync::Barrier;
@@ -20,7 +21,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::machine::Machine;
-use super::stats::{micros, ratio, Summary};
+use super::stats::{micros, quantile, ratio, Summary};
 use super::{bare_spawn, shuffled, true_policy, TRUE};
 use crate::policy::{Command, Outcome, Policy};
 use crate::sandbox::Sandbox;
@@ -55,20 +56,20 @@ pub struct PathsRow {
     /// Directories listed in `read` (besides the system paths `/bin/true`
     /// needs).
     pub paths: usize,
-    /// Median of build + spawn, µs: what a driver pays per case.
+    /// Median spawn under a sandbox built once, µs.
     pub median_us: f64,
-    /// 90th percentile of build + spawn, µs.
+    /// Its 90th percentile, µs.
     pub p90_us: f64,
     /// `median_us` over the bare median.
     pub ratio: Option<f64>,
+    /// Spawning under the prebuilt sandbox (`Sandbox::run`).
+    pub spawn: Summary,
     /// Building the sandbox (`Sandbox::new`).
     pub build: Summary,
-    /// Spawning under it (`Sandbox::run`).
-    pub spawn: Summary,
-    /// Both, per iteration.
-    pub total: Summary,
-    /// The spawn median alone over the bare median.
-    pub spawn_ratio: Option<f64>,
+    /// Build median + spawn median, µs: what a driver pays per case.
+    pub build_and_spawn_us: f64,
+    /// `build_and_spawn_us` over the bare median.
+    pub build_and_spawn_ratio: Option<f64>,
 }
 
 /// One thread count.
@@ -84,9 +85,10 @@ pub struct ThreadsRow {
     pub p90_us: f64,
     /// `median_us` over the bare median at the same thread count.
     pub ratio: Option<f64>,
-    /// Sandboxed spawns completed per second (all threads).
+    /// Sandboxed spawns completed per second (all threads; the median
+    /// over the bursts).
     pub per_second: f64,
-    /// Bare spawns per second at the same thread count.
+    /// Bare spawns per second at the same thread count (the same way).
     pub bare_per_second: f64,
     /// Per-spawn latency under the sandbox.
     pub sandbox: Summary,
@@ -202,30 +204,31 @@ fn paths_part(opts: &Options, progress: Progress) -> Result<(Summary, Vec<PathsR
         .map_err(|e| format!("failed to create a temporary directory: {e}"))?;
     let dirs = make_dirs(tmp.path(), most)?;
     let policies: Vec<Policy> = opts.paths.iter().map(|&n| policy_with(&dirs, n)).collect();
+    let built: Vec<Sandbox> = policies.iter().map(sandbox).collect::<Result<_, _>>()?;
     let cmd = Command::argv([TRUE]);
     let mut rng = fastrand::Rng::with_seed(opts.seed);
+    let n = policies.len();
     let mut bare = Vec::new();
-    let mut build = vec![Vec::new(); policies.len()];
-    let mut spawn = vec![Vec::new(); policies.len()];
+    let mut build = vec![Vec::new(); n];
+    let mut spawn = vec![Vec::new(); n];
     let total = opts.warmup + opts.rounds;
+    // Slot 0: bare; 1..=n: spawn under sandbox i; n+1..=2n: build sandbox i.
     for round in 0..total {
         let keep = round >= opts.warmup;
-        for slot in shuffled(&mut rng, policies.len() + 1) {
-            if slot == 0 {
-                let t = bare_spawn()?;
-                if keep {
-                    bare.push(micros(t));
+        for slot in shuffled(&mut rng, 2 * n + 1) {
+            let (samples, t) = match slot {
+                0 => (&mut bare, bare_spawn()?),
+                s if s <= n => (&mut spawn[s - 1], spawn_once(&built[s - 1], &cmd)?),
+                s => {
+                    let t = Instant::now();
+                    let sb = sandbox(&policies[s - n - 1])?;
+                    let t = t.elapsed();
+                    drop(sb);
+                    (&mut build[s - n - 1], t)
                 }
-                continue;
-            }
-            let i = slot - 1;
-            let t = Instant::now();
-            let sb = sandbox(&policies[i])?;
-            let built = t.elapsed();
-            let spawned = spawn_once(&sb, &cmd)?;
+            };
             if keep {
-                build[i].push(micros(built));
-                spawn[i].push(micros(spawned));
+                samples.push(micros(t));
             }
         }
         progress("paths", round + 1, total);
@@ -236,21 +239,18 @@ fn paths_part(opts: &Options, progress: Progress) -> Result<(Summary, Vec<PathsR
         .iter()
         .zip(build.iter().zip(&spawn))
         .map(|(&n, (b, s))| {
-            let totals: Vec<f64> = b.iter().zip(s).map(|(b, s)| b + s).collect();
-            let (build, spawn, total) = (
-                Summary::of(b).ok_or("no samples")?,
-                Summary::of(s).ok_or("no samples")?,
-                Summary::of(&totals).ok_or("no samples")?,
-            );
+            let build = Summary::of(b).ok_or("no samples")?;
+            let spawn = Summary::of(s).ok_or("no samples")?;
+            let both = ((build.median_us + spawn.median_us) * 10.0).round() / 10.0;
             Ok(PathsRow {
                 paths: n,
-                median_us: total.median_us,
-                p90_us: total.p90_us,
-                ratio: ratio(total.median_us, bare.median_us),
-                spawn_ratio: ratio(spawn.median_us, bare.median_us),
-                build,
+                median_us: spawn.median_us,
+                p90_us: spawn.p90_us,
+                ratio: ratio(spawn.median_us, bare.median_us),
+                build_and_spawn_us: both,
+                build_and_spawn_ratio: ratio(both, bare.median_us),
                 spawn,
-                total,
+                build,
             })
         })
         .collect::<Result<Vec<_>, String>>()?;
@@ -310,7 +310,7 @@ fn concurrency_part(opts: &Options, progress: Progress) -> Result<Vec<ThreadsRow
     // Variant k: thread count k / 2, sandboxed when k is odd.
     let variants = opts.threads.len() * 2;
     let mut lat = vec![Vec::new(); variants];
-    let mut wall = vec![Duration::ZERO; variants];
+    let mut rate = vec![Vec::new(); variants];
     let mut count = vec![0usize; variants];
     let passes = opts.warmup.min(1) + opts.bursts;
     for pass in 0..passes {
@@ -321,19 +321,25 @@ fn concurrency_part(opts: &Options, progress: Progress) -> Result<Vec<ThreadsRow
             let sandboxed = (k % 2 == 1).then_some(&sb);
             let (l, w) = burst(threads, per_thread, sandboxed, &cmd)?;
             if keep {
+                let secs = w.as_secs_f64();
+                if secs > 0.0 {
+                    rate[k].push(l.len() as f64 / secs);
+                }
                 count[k] += l.len();
                 lat[k].extend(l);
-                wall[k] += w;
             }
         }
         progress("concurrency", pass + 1, passes);
     }
+    // The median burst: one burst stalled by the machine's other load
+    // should not set the figure.
     let per_second = |k: usize| {
-        let secs = wall[k].as_secs_f64();
-        if secs > 0.0 {
-            (count[k] as f64 / secs).round()
-        } else {
+        let mut r = rate[k].clone();
+        r.sort_by(f64::total_cmp);
+        if r.is_empty() {
             0.0
+        } else {
+            quantile(&r, 0.5).round()
         }
     };
     opts.threads
