@@ -10,6 +10,7 @@
 //! - [`driver`]: backends the harness runs cases through.
 //! - [`harness`]: runs the corpus, decides verdicts, reports.
 //! - [`bench`]: spawn-latency benchmarks across drivers, and scaling.
+//! - [`report`]: matrices and diffs across runs, expectation files.
 #![deny(missing_docs)]
 
 pub mod bench;
@@ -20,4 +21,5 @@ pub mod harness;
 pub mod kernel;
 pub mod oracle;
 pub mod policy;
+pub mod report;
 pub mod sandbox;

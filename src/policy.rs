@@ -158,18 +158,46 @@ pub const DEFAULT_OUTPUT_BYTES: u64 = 16 << 20;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Size(pub u64);
 
+/// Splits `"1.5 MiB"` into `(1.5, "MiB")`; `None` when there is no number.
+fn number_and_unit(s: &str) -> Option<(f64, &str)> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    Some((num.parse().ok()?, unit.trim()))
+}
+
+/// Deserialises a number (via `from_num`) or a string (via `FromStr`),
+/// with `expected` as the message for anything else.
+fn number_or_string<'de, D, T, N>(
+    d: D,
+    expected: &'static str,
+    from_num: impl FnOnce(N) -> Result<T, String>,
+) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr<Err = String>,
+    N: Deserialize<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Repr<N> {
+        N(N),
+        S(String),
+    }
+    match Repr::<N>::deserialize(d).map_err(|_| serde::de::Error::custom(expected))? {
+        Repr::N(n) => from_num(n).map_err(serde::de::Error::custom),
+        Repr::S(s) => s.parse().map_err(serde::de::Error::custom),
+    }
+}
+
 impl FromStr for Size {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let t = s.trim();
-        let split = t
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(t.len());
-        let (num, unit) = t.split_at(split);
-        let n: f64 = num
-            .parse()
-            .map_err(|_| format!("invalid size {s:?}: expected a number and an optional unit"))?;
-        let mult: u64 = match unit.trim() {
+        let (n, unit) = number_and_unit(s)
+            .ok_or_else(|| format!("invalid size {s:?}: expected a number and an optional unit"))?;
+        let mult: u64 = match unit {
             "" | "B" => 1,
             "K" | "k" | "KiB" | "Ki" => 1 << 10,
             "M" | "MiB" | "Mi" => 1 << 20,
@@ -212,18 +240,11 @@ impl Serialize for Size {
 
 impl<'de> Deserialize<'de> for Size {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Repr {
-            N(u64),
-            S(String),
-        }
-        match Repr::deserialize(d).map_err(|_| {
-            serde::de::Error::custom("invalid size: expected bytes (4096) or a string (\"64M\")")
-        })? {
-            Repr::N(n) => Ok(Size(n)),
-            Repr::S(s) => s.parse().map_err(serde::de::Error::custom),
-        }
+        number_or_string(
+            d,
+            "invalid size: expected bytes (4096) or a string (\"64M\")",
+            |n: u64| Ok(Size(n)),
+        )
     }
 }
 
@@ -250,15 +271,9 @@ pub struct Timeout(pub Duration);
 impl FromStr for Timeout {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let t = s.trim();
-        let split = t
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(t.len());
-        let (num, unit) = t.split_at(split);
-        let n: f64 = num
-            .parse()
-            .map_err(|_| format!("invalid duration {s:?}: expected e.g. \"2s\" or \"500ms\""))?;
-        let secs = match unit.trim() {
+        let (n, unit) = number_and_unit(s)
+            .ok_or_else(|| format!("invalid duration {s:?}: expected e.g. \"2s\" or \"500ms\""))?;
+        let secs = match unit {
             "" | "s" => n,
             "ms" => n / 1000.0,
             "us" => n / 1_000_000.0,
@@ -294,22 +309,15 @@ impl Serialize for Timeout {
 
 impl<'de> Deserialize<'de> for Timeout {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Repr {
-            N(f64),
-            S(String),
-        }
-        match Repr::deserialize(d).map_err(|_| {
-            serde::de::Error::custom(
-                "invalid duration: expected seconds (2) or a string (\"500ms\")",
-            )
-        })? {
-            Repr::N(n) => Duration::try_from_secs_f64(n)
-                .map(Timeout)
-                .map_err(|_| serde::de::Error::custom(format!("invalid duration {n}"))),
-            Repr::S(s) => s.parse().map_err(serde::de::Error::custom),
-        }
+        number_or_string(
+            d,
+            "invalid duration: expected seconds (2) or a string (\"500ms\")",
+            |n: f64| {
+                Duration::try_from_secs_f64(n)
+                    .map(Timeout)
+                    .map_err(|_| format!("invalid duration {n}"))
+            },
+        )
     }
 }
 

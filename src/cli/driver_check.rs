@@ -94,14 +94,7 @@ pub fn exec(args: DriverCheckArgs) -> i32 {
         Err(e) => return explain("run", &e),
     };
     let want = format!("{MARKER}\n");
-    if out.outcome == (Outcome::Exited { code: 0 }) && out.stdout == want.as_bytes() {
-        println!(
-            "  run `echo {MARKER}`: ok ({} µs)",
-            out.duration.as_micros()
-        );
-        println!("the driver works; now run the corpus: sandspec run --driver … ");
-        0
-    } else {
+    if out.outcome != (Outcome::Exited { code: 0 }) || out.stdout != want.as_bytes() {
         println!(
             "  run `echo {MARKER}`: FAILED: expected exited{{code: 0}} with stdout {want:?}, \
              got {} with stdout {:?} and stderr {:?}",
@@ -113,7 +106,70 @@ pub fn exec(args: DriverCheckArgs) -> i32 {
             "  hint: the policy allows reading /usr, /lib, /lib64, /bin, /etc and executing \
              from /usr/bin, /bin; a backend that cannot run `echo` under it will fail most cases"
         );
-        1
+        return 1;
+    }
+    println!(
+        "  run `echo {MARKER}`: ok ({} µs)",
+        out.duration.as_micros()
+    );
+
+    // The command must not share the protocol stream: with no stdin given,
+    // `cat` sees EOF at once and prints nothing. A command that inherited
+    // the driver's stdin would block on it (or swallow the next request).
+    let req = RunRequest {
+        seq: 2,
+        case: "driver-check.stdin-eof".into(),
+        policy: Policy {
+            timeout: Some(Timeout(STDIN_CHECK_TIMEOUT)),
+            ..req.policy
+        },
+        command: Command::argv(["cat"]),
+    };
+    let out = match driver.run(&req, STDIN_CHECK_TIMEOUT * 4) {
+        Ok(o) => o,
+        Err(e) => {
+            println!("  run `cat` with no stdin: FAILED: {e}");
+            println!("  hint: {STDIN_HINT}");
+            return 1;
+        }
+    };
+    if out.outcome != (Outcome::Exited { code: 0 }) || !out.stdout.is_empty() {
+        println!(
+            "  run `cat` with no stdin: FAILED: expected exited{{code: 0}} with no output, got {} \
+             with stdout {:?}",
+            describe_outcome(&out.outcome),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        println!("  hint: {STDIN_HINT}");
+        return 1;
+    }
+    println!("  run `cat` with no stdin: ok (the command does not see the protocol stream)");
+    let how = match (&args.driver_cmd, &args.driver) {
+        (Some(cmd), _) => format!("--driver-cmd {}", shell_quote(cmd)),
+        (None, Some(name)) => format!("--driver {name}"),
+        (None, None) => String::new(),
+    };
+    println!("the driver works; now run the corpus: sandspec run {how}");
+    0
+}
+
+/// The timeout of the `cat` check.
+const STDIN_CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+
+const STDIN_HINT: &str = "with no `stdin_b64` the command's stdin must be at EOF from the \
+    start; a command that inherits the driver's stdin reads the harness's requests (and one \
+    that inherits its stdout can forge answers): give the command /dev/null or a pipe, and keep \
+    the protocol on other descriptors";
+
+/// `s` quoted for a POSIX shell.
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-=:".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
     }
 }
 

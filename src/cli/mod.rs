@@ -6,8 +6,10 @@ use clap::{Parser, Subcommand};
 pub mod bench;
 pub mod driver;
 pub mod driver_check;
+pub mod expectations;
 pub mod list;
 pub mod probe;
+pub mod report;
 pub mod run;
 pub mod sandbox;
 
@@ -33,6 +35,11 @@ pub enum Commands {
     Probe(probe::ProbeArgs),
     /// List the cases of a corpus.
     List(list::ListArgs),
+    /// The backend × case matrix of several runs (HTML, Markdown, text), or
+    /// the comparison of two runs (--diff).
+    Report(report::ReportArgs),
+    /// Expectation files: `update --from RUN.json FILE`.
+    Expectations(expectations::ExpectationsArgs),
     /// Run the conformance corpus against a driver.
     Run(Box<run::RunArgs>),
     /// Serve the reference sandbox over the driver protocol on stdin/stdout.
@@ -53,6 +60,8 @@ pub fn main(cli: Cli) -> i32 {
         Commands::Sandbox(a) => sandbox::exec(*a),
         Commands::Probe(a) => probe::exec(a),
         Commands::List(a) => list::exec(a),
+        Commands::Report(a) => report::exec(a),
+        Commands::Expectations(a) => expectations::exec(a),
         Commands::Run(a) => run::exec(*a),
         Commands::Driver(a) => driver::exec(a),
         Commands::DriverCheck(a) => driver_check::exec(a),

@@ -53,6 +53,9 @@ pub enum DriverSpec {
 pub struct DriverFile {
     /// Program and arguments, run in the driver's directory.
     pub command: Vec<String>,
+    /// What the driver runs and how to set it up, for people.
+    #[serde(default)]
+    pub description: Option<String>,
 }
 
 /// Resolves `name` against the default `conformance/drivers/`.
@@ -78,7 +81,10 @@ pub fn resolve_in(drivers_dir: &Path, name: &str) -> Result<DriverSpec, String> 
             "invalid driver name {name:?}: use letters, digits, '-', '_' and '.'"
         ));
     }
-    let dir = drivers_dir.join(name);
+    // Absolute: the driver is started in `dir`, so a relative program path
+    // joined to a relative `dir` would be looked up a second time below it.
+    let dir = std::path::absolute(drivers_dir.join(name))
+        .map_err(|e| format!("failed to resolve driver {name:?}: {e}"))?;
     let file = dir.join("driver.yaml");
     let text = std::fs::read_to_string(&file).map_err(|e| {
         let known = known_names(drivers_dir).join(", ");
@@ -207,6 +213,36 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_relative_drivers_dir_gives_an_absolute_program_and_cwd() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("drivers/mine")).unwrap();
+        std::fs::write(
+            d.path().join("drivers/mine/driver.yaml"),
+            "description: a driver with a description\ncommand: [./driver.sh]\n",
+        )
+        .unwrap();
+        let relative = pathdiff(d.path().join("drivers"));
+        match resolve_in(&relative, "mine").unwrap() {
+            DriverSpec::Process { argv, cwd, .. } => {
+                let program = std::path::PathBuf::from(&argv[0]);
+                assert!(program.is_absolute(), "{program:?}");
+                assert!(cwd.unwrap().is_absolute());
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    /// `path` relative to the current directory (through `..` as needed).
+    fn pathdiff(path: std::path::PathBuf) -> std::path::PathBuf {
+        let cwd = std::env::current_dir().unwrap();
+        let mut up = std::path::PathBuf::new();
+        for _ in cwd.components().skip(1) {
+            up.push("..");
+        }
+        up.join(path.strip_prefix("/").unwrap())
     }
 
     #[test]
