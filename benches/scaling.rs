@@ -1,7 +1,8 @@
 //! How the reference sandbox's spawn of `/bin/true` grows with the number
-//! of allowlisted paths (1, 10, 100, 1000 directories in `read`) and with
-//! concurrent spawns (1, 2, 8, 32 threads sharing one sandbox), against a
-//! bare spawn at the same concurrency. `sandspec bench --scaling` measures
+//! of allowlisted paths (1, 10, 100, 1000 directories in `read`), with
+//! concurrent spawns (1, 2, 8, 32 threads sharing one sandbox, against a
+//! bare spawn at the same concurrency), and with the caller's own heap
+//! (0 and 256 MiB touched). `sandspec bench --scaling` measures
 //! the same interleaved and prints the README's table; this is the
 //! criterion view, for regressions.
 //!
@@ -110,12 +111,35 @@ fn concurrency(c: &mut Criterion) {
     g.finish();
 }
 
+fn caller_heap(c: &mut Criterion) {
+    let sb = Sandbox::new(&true_policy()).expect("the bench needs Landlock");
+    let cmd = Command::argv([TRUE]);
+    let mut g = c.benchmark_group("caller_heap");
+    g.sample_size(10);
+    for mib in [0usize, 256] {
+        // Every page written, so the kernel has really mapped it.
+        let mut heap = vec![0u8; mib << 20];
+        for page in heap.chunks_mut(4096) {
+            page[0] = 1;
+        }
+        let heap = black_box(heap);
+        g.bench_function(BenchmarkId::new("bare", mib), |b| {
+            b.iter(|| bare_spawn().expect("failed to spawn /bin/true"))
+        });
+        g.bench_function(BenchmarkId::new("sandbox", mib), |b| {
+            b.iter(|| run_true(&sb, &cmd))
+        });
+        drop(heap);
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .sample_size(50)
         .measurement_time(Duration::from_secs(4))
         .warm_up_time(Duration::from_secs(1));
-    targets = paths, concurrency
+    targets = paths, concurrency, caller_heap
 }
 criterion_main!(benches);

@@ -255,6 +255,10 @@ fn scaling_json_has_a_row_per_size_and_thread_count() {
         "2",
         "--bursts",
         "1",
+        "--memory",
+        "0,2",
+        "--memory-rounds",
+        "2",
     ]);
     if !has_landlock() {
         assert_eq!(out.status.code(), Some(1), "{}", text(&out));
@@ -310,6 +314,22 @@ fn scaling_json_has_a_row_per_size_and_thread_count() {
         assert_eq!(r["spawns"], 2, "{r}");
         assert_eq!(r["bare"]["samples"], 2, "{r}");
     }
+    let mib: Vec<u64> = v["memory"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["mib"].as_u64().unwrap())
+        .collect();
+    assert_eq!(mib, [0, 2]);
+    for r in v["memory"].as_array().unwrap() {
+        for f in ["median_us", "p90_us", "ratio"] {
+            positive(r, f);
+        }
+        assert_eq!(r["sandbox"]["samples"], 2, "{r}");
+        assert_eq!(r["bare"]["samples"], 2, "{r}");
+    }
     let table = String::from_utf8_lossy(&out.stdout);
-    assert!(table.contains("allowlisted paths") && table.contains("concurrent spawns"));
+    for part in ["allowlisted paths", "concurrent spawns", "caller's heap"] {
+        assert!(table.contains(part), "no {part} table:\n{table}");
+    }
 }

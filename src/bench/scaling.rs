@@ -9,7 +9,11 @@
 //!   pays per case;
 //! - with concurrent spawns: T threads each spawning in a loop through one
 //!   shared [`Sandbox`], against T threads spawning bare, for per-spawn
-//!   latency and throughput.
+//!   latency and throughput;
+//! - with the caller's own memory: M MiB of touched heap in the process
+//!   that calls [`Sandbox::run`] (a library user's, or the harness's), since
+//!   a `fork`-based spawn copies the caller's page tables and a
+//!   `posix_spawn` (what `std::process::Command` does) does not.
 //!
 //! Every variant runs once per round in a shuffled order, as in
 //! [`super::drivers`], and is reported as a ratio to the bare spawn.
@@ -30,6 +34,8 @@ use crate::sandbox::Sandbox;
 pub const DEFAULT_PATHS: &[usize] = &[1, 10, 100, 1000];
 /// Default thread counts.
 pub const DEFAULT_THREADS: &[usize] = &[1, 2, 8, 32];
+/// Default sizes of the caller's heap, MiB.
+pub const DEFAULT_MEMORY_MIB: &[usize] = &[0, 64, 256];
 
 /// How to run the scaling bench.
 #[derive(Debug, Clone)]
@@ -46,6 +52,10 @@ pub struct Options {
     pub spawns: usize,
     /// Measured bursts per thread count and kind.
     pub bursts: usize,
+    /// Sizes of the caller's heap, MiB.
+    pub memory_mib: Vec<usize>,
+    /// Measured rounds of the memory part.
+    pub memory_rounds: usize,
     /// Seed of the shuffled order.
     pub seed: u64,
 }
@@ -96,6 +106,23 @@ pub struct ThreadsRow {
     pub bare: Summary,
 }
 
+/// One size of the caller's heap.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemoryRow {
+    /// MiB of heap the calling process has touched (on top of its own).
+    pub mib: usize,
+    /// Median spawn under a prebuilt sandbox, µs.
+    pub median_us: f64,
+    /// Its 90th percentile, µs.
+    pub p90_us: f64,
+    /// `median_us` over the bare median at the same size.
+    pub ratio: Option<f64>,
+    /// Spawns under the sandbox.
+    pub sandbox: Summary,
+    /// Bare spawns from the same process at the same size.
+    pub bare: Summary,
+}
+
 /// The result of `sandspec bench --scaling`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -124,6 +151,10 @@ pub struct Report {
     pub paths: Vec<PathsRow>,
     /// The concurrency part.
     pub concurrency: Vec<ThreadsRow>,
+    /// Measured rounds of the memory part.
+    pub memory_rounds: usize,
+    /// The caller-memory part.
+    pub memory: Vec<MemoryRow>,
 }
 
 /// Progress for the terminal: a phase name, step, steps.
@@ -135,6 +166,7 @@ pub fn run(opts: &Options, progress: Progress) -> Result<Report, String> {
     let mut machine = Machine::probe();
     let (bare, paths) = paths_part(opts, progress)?;
     let concurrency = concurrency_part(opts, progress)?;
+    let memory = memory_part(opts, progress)?;
     machine.finish();
     Ok(Report {
         sandspec: env!("CARGO_PKG_VERSION"),
@@ -149,6 +181,8 @@ pub fn run(opts: &Options, progress: Progress) -> Result<Report, String> {
         bare,
         paths,
         concurrency,
+        memory_rounds: opts.memory_rounds,
+        memory,
     })
 }
 
@@ -363,6 +397,63 @@ fn concurrency_part(opts: &Options, progress: Progress) -> Result<Vec<ThreadsRow
         .collect()
 }
 
+/// `mib` MiB of heap, every page written, so the kernel has really mapped
+/// it (and a fork has page tables to copy).
+fn ballast(mib: usize) -> Vec<u8> {
+    let mut v = vec![0u8; mib << 20];
+    for page in v.chunks_mut(4096) {
+        page[0] = 1;
+    }
+    std::hint::black_box(v)
+}
+
+fn memory_part(opts: &Options, progress: Progress) -> Result<Vec<MemoryRow>, String> {
+    let sb = sandbox(&true_policy())?;
+    let cmd = Command::argv([TRUE]);
+    let mut rng = fastrand::Rng::with_seed(opts.seed.wrapping_add(2));
+    let n = opts.memory_mib.len();
+    let mut bare = vec![Vec::new(); n];
+    let mut sandboxed = vec![Vec::new(); n];
+    let total = opts.warmup.min(1) + opts.memory_rounds;
+    for round in 0..total {
+        let keep = round + opts.memory_rounds >= total;
+        for i in shuffled(&mut rng, n) {
+            // Allocating is not timed; both spawns see the same heap, in a
+            // shuffled order.
+            let heap = ballast(opts.memory_mib[i]);
+            let (b, s) = if rng.bool() {
+                let b = bare_spawn()?;
+                (b, spawn_once(&sb, &cmd)?)
+            } else {
+                let s = spawn_once(&sb, &cmd)?;
+                (bare_spawn()?, s)
+            };
+            drop(heap);
+            if keep {
+                bare[i].push(micros(b));
+                sandboxed[i].push(micros(s));
+            }
+        }
+        progress("memory", round + 1, total);
+    }
+    opts.memory_mib
+        .iter()
+        .zip(bare.iter().zip(&sandboxed))
+        .map(|(&mib, (b, s))| {
+            let bare = Summary::of(b).ok_or("no samples: give at least one memory round")?;
+            let sandbox = Summary::of(s).ok_or("no samples")?;
+            Ok(MemoryRow {
+                mib,
+                median_us: sandbox.median_us,
+                p90_us: sandbox.p90_us,
+                ratio: ratio(sandbox.median_us, bare.median_us),
+                sandbox,
+                bare,
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -375,6 +466,14 @@ mod tests {
         let p = policy_with(&dirs, 2);
         assert_eq!(p.read.len(), true_policy().read.len() + 2);
         assert_eq!(p.read.last(), Some(&dirs[1]));
+    }
+
+    #[test]
+    fn ballast_is_the_size_asked_for_and_touched() {
+        let b = ballast(2);
+        assert_eq!(b.len(), 2 << 20);
+        assert!(b.chunks(4096).all(|p| p[0] == 1));
+        assert!(ballast(0).is_empty());
     }
 
     #[test]

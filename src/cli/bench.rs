@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::EXIT_USAGE;
 use crate::bench::drivers::{self, Target};
-use crate::bench::scaling::{self, DEFAULT_PATHS, DEFAULT_THREADS};
+use crate::bench::scaling::{self, DEFAULT_MEMORY_MIB, DEFAULT_PATHS, DEFAULT_THREADS};
 use crate::bench::table::{times, us, Table};
 use crate::driver::registry::{self, DriverSpec};
 
@@ -58,6 +58,13 @@ pub struct BenchArgs {
     /// With --scaling: measured bursts per thread count.
     #[arg(long, value_name = "N", default_value_t = 5, requires = "scaling")]
     pub bursts: usize,
+    /// With --scaling: MiB of heap the calling process holds while it
+    /// spawns (comma-separated).
+    #[arg(long, value_name = "MIB,…", value_delimiter = ',', default_values_t = DEFAULT_MEMORY_MIB.to_vec(), requires = "scaling")]
+    pub memory: Vec<usize>,
+    /// With --scaling: measured rounds of the caller-memory part.
+    #[arg(long, value_name = "N", default_value_t = 30, requires = "scaling")]
+    pub memory_rounds: usize,
 }
 
 /// 0: measured (skipped drivers are listed); 1: no driver could be
@@ -123,14 +130,21 @@ fn run(args: BenchArgs) -> Result<i32, Bad> {
 }
 
 fn run_scaling(args: &BenchArgs, seed: u64) -> Result<i32, Bad> {
-    if args.paths.is_empty() || args.threads.is_empty() {
-        return Err(Bad("--paths and --threads need at least one value".into()));
+    if args.paths.is_empty() || args.threads.is_empty() || args.memory.is_empty() {
+        return Err(Bad(
+            "--paths, --threads and --memory need at least one value".into(),
+        ));
+    }
+    if args.memory.iter().any(|&m| m > 64 << 10) {
+        return Err(Bad("--memory values are MiB, at most 65536".into()));
     }
     if args.threads.contains(&0) {
         return Err(Bad("--threads values must be at least 1".into()));
     }
-    if args.spawns == 0 || args.bursts == 0 {
-        return Err(Bad("--spawns and --bursts must be at least 1".into()));
+    if args.spawns == 0 || args.bursts == 0 || args.memory_rounds == 0 {
+        return Err(Bad(
+            "--spawns, --bursts and --memory-rounds must be at least 1".into(),
+        ));
     }
     let opts = scaling::Options {
         paths: args.paths.clone(),
@@ -139,11 +153,20 @@ fn run_scaling(args: &BenchArgs, seed: u64) -> Result<i32, Bad> {
         threads: args.threads.clone(),
         spawns: args.spawns,
         bursts: args.bursts,
+        memory_mib: args.memory.clone(),
+        memory_rounds: args.memory_rounds,
         seed,
     };
     eprintln!(
-        "sandspec bench --scaling: /bin/true in the reference sandbox; paths {:?} ({} rounds + {} warm-up), threads {:?} ({} bursts of {} spawns); seed {seed}",
-        opts.paths, opts.rounds, opts.warmup, opts.threads, opts.bursts, opts.spawns
+        "sandspec bench --scaling: /bin/true in the reference sandbox; paths {:?} ({} rounds + {} warm-up), threads {:?} ({} bursts of {} spawns), caller MiB {:?} ({} rounds); seed {seed}",
+        opts.paths,
+        opts.rounds,
+        opts.warmup,
+        opts.threads,
+        opts.bursts,
+        opts.spawns,
+        opts.memory_mib,
+        opts.memory_rounds
     );
     let mut progress = Progress::new();
     let report = match scaling::run(&opts, &mut |phase, i, n| progress.step(phase, i, n)) {
@@ -175,7 +198,11 @@ fn targets(args: &BenchArgs) -> Result<Vec<Target>, Bad> {
     let drivers_dir = crate::corpus::default_cases_dir().join("drivers");
     let mut specs: Vec<(String, DriverSpec)> = Vec::new();
     let names: Vec<String> = if args.all_drivers {
-        registry::known_names(&drivers_dir)
+        // A built-in name may also have a directory (reference-proto does).
+        let mut names = registry::known_names(&drivers_dir);
+        let mut seen = std::collections::BTreeSet::new();
+        names.retain(|n| seen.insert(n.clone()));
+        names
     } else if args.drivers.is_empty() && args.driver_cmds.is_empty() {
         vec!["reference".into()]
     } else {
@@ -321,6 +348,21 @@ pub fn render_scaling(r: &scaling::Report) -> String {
             times(c.ratio),
             format!("{:.0}", c.per_second),
             format!("{:.0}", c.bare_per_second),
+        ]);
+    }
+    out.push_str(&t.render());
+    out.push_str(&format!(
+        "\ncaller's heap ({} rounds; spawn under a prebuilt sandbox vs bare, same process)\n",
+        r.memory_rounds
+    ));
+    let mut t = Table::new(["heap MiB", "median µs", "p90 µs", "bare µs", "× bare"]);
+    for m in &r.memory {
+        t.row([
+            m.mib.to_string(),
+            us(m.median_us),
+            us(m.p90_us),
+            us(m.bare.median_us),
+            times(m.ratio),
         ]);
     }
     out.push_str(&t.render());
