@@ -41,8 +41,9 @@ pub struct BenchArgs {
     /// Seed of the shuffled order (default: from the clock; printed).
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
-    /// Measure how the reference sandbox scales with allowlisted paths and
-    /// concurrent spawns, instead of comparing drivers.
+    /// Measure how the reference sandbox's spawn scales with allowlisted
+    /// paths, concurrent spawns and the caller's heap, instead of comparing
+    /// drivers.
     #[arg(long, conflicts_with_all = ["drivers", "driver_cmds", "all_drivers"])]
     pub scaling: bool,
     /// With --scaling: allowlist sizes (comma-separated).
