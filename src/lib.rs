@@ -9,9 +9,11 @@
 //! - [`oracle`]: loopback listeners and host checks the harness owns.
 //! - [`driver`]: backends the harness runs cases through.
 //! - [`harness`]: runs the corpus, decides verdicts, reports.
+//! - [`bench`]: spawn-latency benchmarks across drivers, and scaling.
 //! - [`report`]: matrices and diffs across runs, expectation files.
 #![deny(missing_docs)]
 
+pub mod bench;
 pub mod cli;
 pub mod corpus;
 pub mod driver;

@@ -280,7 +280,12 @@ fn flags_of(p: &sandspec::policy::Policy) -> Vec<String> {
     v
 }
 
+/// Runs as `nobody` one at a time: RLIMIT_NPROC counts every task of the
+/// uid, so a concurrent `nobody` test would loosen the process limit.
+static AS_NOBODY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn as_user(extra: &[&str], cmd: &[&str]) -> Output {
+    let _one_at_a_time = AS_NOBODY.lock().unwrap_or_else(|e| e.into_inner());
     let mut args = flags_of(&base_policy());
     args.extend(extra.iter().map(|s| s.to_string()));
     args.push("--".into());
@@ -366,7 +371,10 @@ fn unprivileged_without_landlock_nothing_runs() {
     // SAFETY: installs a prebuilt filter (async-signal-safe); runuser
     // inherits it across exec, as does sandspec.
     unsafe { c.pre_exec(move || n.install()) };
-    let o = c.output().unwrap();
+    let o = {
+        let _one_at_a_time = AS_NOBODY.lock().unwrap_or_else(|e| e.into_inner());
+        c.output().unwrap()
+    };
     assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
     assert!(!marker.exists());
 }

@@ -21,6 +21,8 @@ const SCHEMAS: &[&str] = &[
     "run",
     "result",
     "error",
+    "ping",
+    "pong",
     "bye",
 ];
 
@@ -207,6 +209,18 @@ fn malformed_messages_are_rejected_by_the_schemas() {
     );
     assert_invalid("error", &json!({"type":"error","message":"no seq"}));
     assert_invalid("bye", &json!({"type":"bye","now":true}));
+    assert_invalid("ping", &json!({"type":"ping"}));
+    assert_invalid("pong", &json!({"type":"pong","seq":-1}));
+    assert_invalid("pong", &json!({"type":"pong","seq":1,"late":true}));
+}
+
+#[test]
+fn ping_and_pong_from_sandspec_types_validate() {
+    use sandspec::driver::protocol::{line, FromDriver, ToDriver};
+    let ping: Value = serde_json::from_slice(&line(&ToDriver::Ping { seq: 7 })).unwrap();
+    assert_valid("ping", &ping);
+    let pong: Value = serde_json::from_slice(&line(&FromDriver::Pong { seq: 7 })).unwrap();
+    assert_valid("pong", &pong);
 }
 
 /// Every capability, by an exhaustive match: adding a variant without

@@ -84,6 +84,7 @@ fn converse(lines: &[&str]) -> Option<(Vec<Value>, i32)> {
             Some("hello") => "hello-response",
             Some("result") => "result",
             Some("error") => "error",
+            Some("pong") => "pong",
             other => panic!("unexpected message type {other:?}: {a}"),
         };
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -101,6 +102,24 @@ const HELLO: &str = r#"{"type":"hello","protocol":1,"suite":"t"}"#;
 fn run(seq: u64, argv: &[&str]) -> String {
     json!({"type":"run","seq":seq,"case":"c","policy":{"read":["/usr"]},"command":{"argv":argv}})
         .to_string()
+}
+
+#[test]
+fn a_ping_gets_a_pong_with_its_seq_between_runs() {
+    let Some((a, code)) = converse(&[
+        HELLO,
+        r#"{"type":"ping","seq":1}"#,
+        &run(2, &["ok"]),
+        r#"{"type":"ping","seq":3}"#,
+        r#"{"type":"bye"}"#,
+    ]) else {
+        return;
+    };
+    assert_eq!(a.len(), 4, "{a:?}");
+    assert_eq!(a[1], json!({"type":"pong","seq":1}));
+    assert_eq!(a[2]["type"], "result");
+    assert_eq!(a[3], json!({"type":"pong","seq":3}));
+    assert_eq!(code, 0);
 }
 
 #[test]

@@ -59,6 +59,7 @@ pub fn exec(_args: DriverArgs) -> i32 {
                 seq,
                 output: crate::sandbox::run(&policy, &command),
             },
+            Ok(ToDriver::Ping { seq }) => FromDriver::Pong { seq },
             Ok(ToDriver::Bye) => return 0,
             Err(e) => {
                 let seq = serde_json::from_slice::<serde_json::Value>(&line)

@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod bench;
 pub mod driver;
 pub mod driver_check;
 pub mod expectations;
@@ -45,6 +46,9 @@ pub enum Commands {
     Driver(driver::DriverArgs),
     /// Check a driver's handshake and one trivial run, and explain faults.
     DriverCheck(driver_check::DriverCheckArgs),
+    /// Spawn latency of /bin/true through drivers, side by side with a bare
+    /// spawn (or, with --scaling, how the reference sandbox scales).
+    Bench(Box<bench::BenchArgs>),
     /// Print the JSON Schema of case files (writes conformance/schema.json).
     #[command(hide = true)]
     Schema,
@@ -61,6 +65,7 @@ pub fn main(cli: Cli) -> i32 {
         Commands::Run(a) => run::exec(*a),
         Commands::Driver(a) => driver::exec(a),
         Commands::DriverCheck(a) => driver_check::exec(a),
+        Commands::Bench(a) => bench::exec(*a),
         Commands::Schema => {
             print!("{}", crate::corpus::schema::json());
             0

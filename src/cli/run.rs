@@ -82,13 +82,7 @@ fn run(args: RunArgs) -> Result<i32, String> {
         .map_err(|e| format!("failed to locate the sandspec executable: {e}"))?;
     let probe = HarnessConfig::probe_beside_current_exe()
         .map_err(|e| format!("failed to locate the probe binary: {e}"))?;
-    if !probe.is_file() {
-        return Err(format!(
-            "failed to find the probe binary at {}: it is built with sandspec \
-             (cargo build --bins)",
-            probe.display()
-        ));
-    }
+    HarnessConfig::build_missing_probe(&probe)?;
     let factory = spec.factory(Some(&exe))?;
     let backend = preflight(factory.as_ref())?;
     let expectations = match &args.expect {

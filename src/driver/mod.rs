@@ -94,6 +94,19 @@ pub enum DriverError {
     },
 }
 
+/// How a driver answered [`Driver::ping`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ping {
+    /// The driver runs inside the harness's process: a request costs no
+    /// protocol round trip, so there is nothing to ping.
+    InProcess,
+    /// The driver answered `pong`.
+    Pong,
+    /// The driver answered the ping with an `error` message: it does not
+    /// implement ping, and stays usable.
+    Unsupported(String),
+}
+
 /// A sandbox backend, as the harness sees it. One instance runs one case at
 /// a time; the harness makes one instance per worker.
 pub trait Driver: Send {
@@ -101,6 +114,13 @@ pub trait Driver: Send {
     fn hello(&mut self) -> Result<Hello, DriverError>;
     /// Runs one request; `watchdog` bounds the whole exchange.
     fn run(&mut self, req: &RunRequest, watchdog: Duration) -> Result<RunOutput, DriverError>;
+    /// A no-op request the driver answers without running anything; timed
+    /// by `sandspec bench` to subtract the protocol's round trip. In-process
+    /// drivers keep this default.
+    fn ping(&mut self, seq: u64, watchdog: Duration) -> Result<Ping, DriverError> {
+        let _ = (seq, watchdog);
+        Ok(Ping::InProcess)
+    }
 }
 
 /// Makes driver instances; `simulate` starts the backend on a simulated

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use super::child::{exited_within, kill_and_reap, kill_group};
 use super::protocol::{self, Reply, ToDriver, MAX_LINE_BYTES, PROTOCOL_VERSION};
-use super::{Driver, DriverError, DriverFactory, Hello, RunRequest};
+use super::{Driver, DriverError, DriverFactory, Hello, Ping, RunRequest};
 use crate::corpus::case::SimulatedLandlock;
 use crate::policy::RunOutput;
 use crate::sandbox::simulate::NoLandlock;
@@ -388,11 +388,35 @@ impl Driver for ProcessDriver {
             Ok(Reply::Result { seq, .. } | Reply::Error { seq, .. }) => {
                 Err(self.protocol_error(format!("answered seq {seq} to run seq {}", req.seq)))
             }
-            Ok(other @ Reply::Hello(_)) => Err(self.protocol_error(format!(
-                "answered run seq {} with {}",
-                req.seq,
-                describe(&other)
-            ))),
+            Ok(other @ (Reply::Hello(_) | Reply::Pong { .. })) => Err(self.protocol_error(
+                format!("answered run seq {} with {}", req.seq, describe(&other)),
+            )),
+            Err(why) => Err(self.protocol_error(format!("{why} ({during})"))),
+        }
+    }
+
+    /// Sends `ping`; a driver that does not implement it answers `error`
+    /// ([`Ping::Unsupported`]). One that stays silent is a fault like any
+    /// hang: the instance is killed, so callers use a short `watchdog`.
+    fn ping(&mut self, seq: u64, watchdog: Duration) -> Result<Ping, DriverError> {
+        if self.hello.is_none() {
+            self.hello()?;
+        }
+        self.check_usable()?;
+        let deadline = Instant::now() + watchdog;
+        self.send(protocol::line(&ToDriver::Ping { seq }));
+        let during = format!("while answering ping seq {seq}");
+        let line = self.next_line(deadline, watchdog, &during)?;
+        match protocol::parse_reply(&line) {
+            Ok(Reply::Pong { seq: s }) if s == seq => Ok(Ping::Pong),
+            Ok(Reply::Error { seq: s, message }) if s == seq => Ok(Ping::Unsupported(message)),
+            Ok(
+                Reply::Pong { seq: s } | Reply::Error { seq: s, .. } | Reply::Result { seq: s, .. },
+            ) => Err(self.protocol_error(format!("answered seq {s} to ping seq {seq}"))),
+            Ok(other @ Reply::Hello(_)) => {
+                Err(self
+                    .protocol_error(format!("answered ping seq {seq} with {}", describe(&other))))
+            }
             Err(why) => Err(self.protocol_error(format!("{why} ({during})"))),
         }
     }
@@ -403,6 +427,7 @@ fn describe(r: &Reply) -> &'static str {
         Reply::Hello(_) => "a hello",
         Reply::Result { .. } => "a result",
         Reply::Error { .. } => "an error",
+        Reply::Pong { .. } => "a pong",
     }
 }
 

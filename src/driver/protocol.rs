@@ -8,6 +8,9 @@
 //! <- {"type":"result","seq":1,"outcome":{"exited":{"code":0}},"stdout_b64":"","stderr_b64":"",
 //!     "output_truncated":false,"filtered_paths":[],"duration_us":1234}
 //!    or {"type":"error","seq":1,"message":"why the backend could not run it"}
+//! -> {"type":"ping","seq":2}          (optional, used by `sandspec bench`)
+//! <- {"type":"pong","seq":2}
+//!    or {"type":"error","seq":2,"message":"ping is not supported"}
 //! -> {"type":"bye"}
 //! ```
 //!
@@ -55,6 +58,14 @@ pub enum ToDriver {
         /// The command, fully expanded.
         command: Command,
     },
+    /// A no-op the driver answers with [`FromDriver::Pong`] without running
+    /// anything: `sandspec bench` times it to subtract the protocol's round
+    /// trip. Optional for drivers: one that does not implement it answers
+    /// `error` with the same seq.
+    Ping {
+        /// Echoed in the pong.
+        seq: u64,
+    },
     /// The harness is done; the driver should exit.
     Bye,
 }
@@ -97,6 +108,11 @@ pub enum FromDriver {
         /// Why.
         message: String,
     },
+    /// The answer to a [`ToDriver::Ping`].
+    Pong {
+        /// The ping's seq.
+        seq: u64,
+    },
 }
 
 /// A parsed answer from a driver.
@@ -111,12 +127,18 @@ pub enum Reply {
         /// What happened.
         output: RunOutput,
     },
-    /// The driver's own error for a run.
+    /// The driver's own error for a run (or for a ping it does not
+    /// implement).
     Error {
         /// The seq the driver answered.
         seq: u64,
         /// Its message.
         message: String,
+    },
+    /// The answer to a ping.
+    Pong {
+        /// The seq the driver answered.
+        seq: u64,
     },
 }
 
@@ -169,6 +191,12 @@ pub fn parse_reply(line: &[u8]) -> Result<Reply, String> {
                 _ => return Err(format!("sent an error for seq {seq} without a message")),
             };
             Ok(Reply::Error { seq, message })
+        }
+        "pong" => {
+            only_fields(&obj, &["type", "seq"], "pong")?;
+            Ok(Reply::Pong {
+                seq: take_seq(&mut obj)?,
+            })
         }
         other => Err(format!("sent an unknown message type {other:?}")),
     }
@@ -328,6 +356,28 @@ mod tests {
                 output: out
             }
         );
+    }
+
+    #[test]
+    fn a_pong_parses_and_rejects_unknown_fields() {
+        assert_eq!(
+            parse_reply(br#"{"type":"pong","seq":12}"#).unwrap(),
+            Reply::Pong { seq: 12 }
+        );
+        assert_eq!(
+            parse_reply(&line(&FromDriver::Pong { seq: 3 })).unwrap(),
+            Reply::Pong { seq: 3 }
+        );
+        let e = parse_reply(br#"{"type":"pong","seq":1,"late":true}"#).unwrap_err();
+        assert!(e.contains("\"late\""), "{e}");
+        let e = parse_reply(br#"{"type":"pong"}"#).unwrap_err();
+        assert!(e.contains("seq"), "{e}");
+    }
+
+    #[test]
+    fn a_ping_is_one_line_with_type_and_seq() {
+        let l = line(&ToDriver::Ping { seq: 5 });
+        assert_eq!(l, b"{\"type\":\"ping\",\"seq\":5}\n");
     }
 
     #[test]

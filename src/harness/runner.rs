@@ -60,6 +60,58 @@ impl HarnessConfig {
             .ok_or_else(|| std::io::Error::other("the executable has no directory"))?;
         Ok(dir.join("sandspec-probe"))
     }
+
+    /// Builds the probe when it is missing beside a sandspec that cargo
+    /// built from this source tree: `cargo run -- run` builds only the
+    /// `sandspec` binary, and a fresh clone has no probe yet. Says what it
+    /// does on stderr. Anything else missing is an error naming the path.
+    pub fn build_missing_probe(probe: &std::path::Path) -> Result<(), String> {
+        if probe.is_file() {
+            return Ok(());
+        }
+        let missing = || {
+            format!(
+                "failed to find the probe binary at {}: it is built with sandspec \
+                 (cargo build --bins)",
+                probe.display()
+            )
+        };
+        let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+        // <target>/<profile>/sandspec-probe, built from this manifest.
+        let (Some(profile_dir), true) = (probe.parent(), manifest.is_file()) else {
+            return Err(missing());
+        };
+        let Some(target_dir) = profile_dir.parent() else {
+            return Err(missing());
+        };
+        let profile = profile_dir
+            .file_name()
+            .and_then(|p| p.to_str())
+            .unwrap_or_default();
+        let mut cmd =
+            std::process::Command::new(std::env::var_os("CARGO").unwrap_or("cargo".into()));
+        cmd.args(["build", "--bin", "sandspec-probe", "--manifest-path"])
+            .arg(&manifest)
+            .env("CARGO_TARGET_DIR", target_dir);
+        match profile {
+            "debug" => {}
+            "release" => {
+                cmd.arg("--release");
+            }
+            _ => return Err(missing()),
+        }
+        eprintln!(
+            "sandspec: the probe binary is missing; building it: cargo build --bin sandspec-probe{}",
+            if profile == "release" { " --release" } else { "" }
+        );
+        let status = cmd
+            .status()
+            .map_err(|e| format!("{}; running cargo failed: {e}", missing()))?;
+        if !status.success() || !probe.is_file() {
+            return Err(format!("{}; cargo build failed ({status})", missing()));
+        }
+        Ok(())
+    }
 }
 
 /// Runs cases; shared by every worker.

@@ -14,7 +14,8 @@ What this module guarantees, so that each driver does not have to:
 * The driver runs in /, the protocol's default cwd, for backends whose
   child inherits the caller's working directory.
 * Every request gets exactly one answer with its ``seq``: a ``result``, or an
-  ``error`` when the backend raised something the driver did not classify.
+  ``error`` when the backend raised something the driver did not classify;
+  a ``ping`` gets a ``pong``.
 * Nothing is dropped silently: a policy field the backend cannot express is a
   ``setup_error`` of kind ``invalid_policy`` (raise ``Unsupported``).
 """
@@ -382,6 +383,14 @@ def serve(make_backend, name):
                 send({"type": "error", "seq": seq, "message": f"failed to run: {type(e).__name__}: {e}"})
                 continue
             send({"type": "result", "seq": seq, **body})
+        elif kind == "ping":
+            # Optional (sent by `sandspec bench` only): answered at once, so
+            # the bench can subtract this loop's round trip from each run.
+            seq = msg.get("seq")
+            if isinstance(seq, int):
+                send({"type": "pong", "seq": seq})
+            else:
+                send({"type": "error", "seq": 0, "message": "ping without an integer seq"})
         elif kind == "bye":
             return 0
         else:
