@@ -18,6 +18,7 @@ lock_rows() {
     /^[[:space:]]*(#|$)/ { next }
     {
       if (NF < 5) { printf "%s:%d: expected at least 5 columns, found %d\n", FILENAME, NR, NF > "/dev/stderr"; bad = 1; next }
+      if ($5 !~ /^([0-9]+|none|-)$/) { printf "%s:%d:5: expected Landlock ABI must be a number, none or -, found %s\n", FILENAME, NR, $5 > "/dev/stderr"; bad = 1; next }
       if (length($4) != 64 || $4 !~ /^[0-9a-f]+$/) { printf "%s:%d:4: not a SHA-256: %s\n", FILENAME, NR, $4 > "/dev/stderr"; bad = 1; next }
       extra = ""
       for (i = 6; i <= NF; i++) extra = extra (i > 6 ? " " : "") $i
