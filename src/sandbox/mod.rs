@@ -47,6 +47,7 @@ mod spawn;
 use std::ffi::{c_char, CString};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::policy::{
@@ -88,6 +89,9 @@ pub struct Sandbox {
     timeout: Option<Duration>,
     output_cap: usize,
     abi: u32,
+    /// Emptied pids cgroups of earlier runs, for reuse: creating and
+    /// removing one costs more than the rest of a spawn's cgroup work.
+    cgroups: Mutex<Vec<limits::PidsCgroup>>,
 }
 
 fn setup_err(kind: SetupErrorKind, message: String) -> SetupError {
@@ -156,6 +160,7 @@ impl Sandbox {
                 .output_bytes
                 .map_or(DEFAULT_OUTPUT_BYTES, |s| s.0) as usize,
             abi,
+            cgroups: Mutex::new(Vec::new()),
         })
     }
 
@@ -258,7 +263,10 @@ impl Sandbox {
         };
 
         let cgroup = match self.limits.cgroup_processes {
-            Some(n) => Some(limits::PidsCgroup::create(n)?),
+            Some(n) => match self.cgroups.lock().ok().and_then(|mut pool| pool.pop()) {
+                Some(cg) => Some(cg),
+                None => Some(limits::PidsCgroup::create(n)?),
+            },
             None => None,
         };
         let mut rlimits = self.limits.rl;
@@ -319,7 +327,14 @@ impl Sandbox {
             cap,
         );
         let (report, st) = supervisor.wait();
-        drop(cgroup);
+        // A supervisor that reported reaped the whole tree: the cgroup is
+        // empty again and can serve the next run. Otherwise it is removed
+        // (or left behind if a process is still in it).
+        if let (Some(cg), Some(_)) = (cgroup, &report) {
+            if let Ok(mut pool) = self.cgroups.lock() {
+                pool.push(cg);
+            }
+        }
         let mut out = RunOutput {
             outcome: Outcome::Timeout,
             stdout: captured.stdout,
