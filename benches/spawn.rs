@@ -4,12 +4,19 @@
 //! these machines are noisy.
 //!
 //! `cargo bench --bench spawn`
+//!
+//! Criterion measures one benchmark after the other, so on a loaded machine
+//! the load can change between bare and sandboxed. The group
+//! `spawn_true_interleaved` (printed as a table, not a criterion benchmark)
+//! therefore runs every variant once per round, in shuffled order, and
+//! reports medians, p90s and ratios to bare from the same rounds:
+//! `cargo bench --bench spawn -- interleaved`.
 
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, Criterion};
 use sandspec::policy::{Command, Limits, Network, Policy, ScopeKind, Size, Timeout};
 use sandspec::sandbox::landlock;
 use sandspec::sandbox::seccomp::{Filter, SocketRules};
@@ -67,30 +74,103 @@ fn policies() -> Vec<(&'static str, Policy)> {
     ]
 }
 
+/// `/bin/true` without a sandbox, with the environment a sandboxed run
+/// gets (just PATH; `everything` adds HOME): the caller's may carry
+/// variables that slow the dynamic loader down (`cargo bench` sets
+/// LD_LIBRARY_PATH, which made the bare spawn ~30 % slower than the
+/// sandboxed ones here).
+fn bare_true() {
+    let st = std::process::Command::new("/bin/true")
+        .env_clear()
+        .env("PATH", sandspec::policy::DEFAULT_PATH)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+fn sandboxed_true(sb: &Sandbox, cmd: &Command) {
+    let out = sb.run(black_box(cmd));
+    assert_eq!(
+        out.outcome,
+        sandspec::policy::Outcome::Exited { code: 0 },
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn spawn(c: &mut Criterion) {
     let mut g = c.benchmark_group("spawn_true");
-    g.bench_function("bare", |b| {
-        b.iter(|| {
-            let st = std::process::Command::new("/bin/true").status().unwrap();
-            assert!(st.success());
-        })
-    });
+    g.bench_function("bare", |b| b.iter(bare_true));
     let cmd = Command::argv(["/bin/true"]);
     for (name, policy) in policies() {
         let sb = Sandbox::new(&policy).expect("the bench needs a kernel with Landlock");
-        g.bench_function(name, |b| {
-            b.iter(|| {
-                let out = sb.run(black_box(&cmd));
-                assert_eq!(
-                    out.outcome,
-                    sandspec::policy::Outcome::Exited { code: 0 },
-                    "{}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            })
-        });
+        g.bench_function(name, |b| b.iter(|| sandboxed_true(&sb, &cmd)));
     }
     g.finish();
+}
+
+/// Rounds of the interleaved comparison (a smoke run of 2 under `cargo test`).
+const INTERLEAVED_ROUNDS: usize = 400;
+
+/// Bare and every sandbox variant once per round, in an order shuffled per
+/// round; prints median, p90 and the ratio of medians to bare.
+fn spawn_interleaved(rounds: usize) {
+    let cmd = Command::argv(["/bin/true"]);
+    let sandboxes: Vec<(&str, Sandbox)> = policies()
+        .into_iter()
+        .map(|(name, p)| {
+            let sb = Sandbox::new(&p).expect("the bench needs a kernel with Landlock");
+            (name, sb)
+        })
+        .collect();
+    let n = sandboxes.len() + 1;
+    let mut times: Vec<Vec<Duration>> = vec![Vec::with_capacity(rounds); n];
+    // xorshift64, seeded from the clock: no dependency for a shuffle.
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+        | 1;
+    let mut order: Vec<usize> = (0..n).collect();
+    for _ in 0..rounds {
+        for i in (1..n).rev() {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            order.swap(i, (seed % (i as u64 + 1)) as usize);
+        }
+        for &i in &order {
+            let t = std::time::Instant::now();
+            match i.checked_sub(1) {
+                None => bare_true(),
+                Some(s) => sandboxed_true(&sandboxes[s].1, &cmd),
+            }
+            times[i].push(t.elapsed());
+        }
+    }
+    let quantile = |v: &mut Vec<Duration>, q: f64| {
+        v.sort();
+        v[((v.len() - 1) as f64 * q).round() as usize]
+    };
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let bare = quantile(&mut times[0], 0.5);
+    println!(
+        "spawn_true_interleaved: {rounds} rounds, each variant once per round in shuffled order"
+    );
+    println!(
+        "{:<16} {:>10} {:>10} {:>7}",
+        "variant", "median_us", "p90_us", "x bare"
+    );
+    for (i, t) in times.iter_mut().enumerate() {
+        let name = i.checked_sub(1).map_or("bare", |s| sandboxes[s].0);
+        let median = quantile(t, 0.5);
+        let p90 = quantile(t, 0.9);
+        println!(
+            "{name:<16} {:>10.0} {:>10.0} {:>7.2}",
+            us(median),
+            us(p90),
+            median.as_secs_f64() / bare.as_secs_f64()
+        );
+    }
 }
 
 /// Forks a child that runs `f` and exits; waits for it.
@@ -173,4 +253,16 @@ criterion_group! {
         .warm_up_time(Duration::from_secs(1));
     targets = spawn, steps
 }
-criterion_main!(benches);
+
+fn main() {
+    // Criterion's own filter syntax: the first free argument selects
+    // benchmarks by substring; without `--bench` (cargo test) it is a smoke run.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let filter = args.iter().find(|a| !a.starts_with('-'));
+    if filter.is_none_or(|f| "spawn_true_interleaved".contains(f.as_str())) {
+        let bench = args.iter().any(|a| a == "--bench");
+        spawn_interleaved(if bench { INTERLEAVED_ROUNDS } else { 2 });
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -409,6 +409,33 @@ fn process_limit_contains_a_fork_bomb() {
 }
 
 #[test]
+fn each_run_of_one_sandbox_gets_the_whole_process_limit() {
+    // As root the limit is a pids cgroup, which the sandbox reuses once a
+    // run's tree is gone: a leftover of one run must not count in the next.
+    let mut p = base_policy();
+    p.limits.processes = Some(4);
+    let sb = sandspec::sandbox::Sandbox::new(&p).expect("sandbox");
+    let probe_cmd = |args: &[&str]| {
+        let mut argv = vec![probe().to_string_lossy().into_owned()];
+        argv.extend(args.iter().map(|s| s.to_string()));
+        Command::argv(argv)
+    };
+    let daemon = sb.run(&probe_cmd(&["setsid-daemon", "0"]));
+    assert_eq!(daemon.outcome, Outcome::Exited { code: 0 });
+    for _ in 0..2 {
+        let r = report(&sb.run(&probe_cmd(&["fork-many", "8"])));
+        assert_eq!(r["ok"], false, "{r}");
+        let forked = r["value"].as_i64().unwrap();
+        if is_root() {
+            // The probe itself plus 3 children make the 4 the cgroup allows.
+            assert_eq!(forked, 3, "{r}");
+        } else {
+            assert!(forked <= 3, "{r}");
+        }
+    }
+}
+
+#[test]
 fn open_files_limit_holds() {
     let mut p = base_policy();
     p.read.push(PathBuf::from("/dev/null")); // what open-many opens

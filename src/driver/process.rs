@@ -110,13 +110,19 @@ impl ProcessFactory {
         std::thread::spawn(move || reader(stdout, from_tx));
         let tail = Arc::new(Mutex::new(VecDeque::new()));
         let tail2 = Arc::clone(&tail);
-        std::thread::spawn(move || stderr_keeper(stderr, tail2));
+        // The keeper drops `done_tx` when it has read stderr to its end.
+        let (done_tx, stderr_done) = mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            stderr_keeper(stderr, tail2);
+            drop(done_tx);
+        });
         Ok(ProcessDriver {
             name: self.name.clone(),
             child,
             to_driver: Some(to_tx),
             from_driver: from_rx,
             stderr_tail: tail,
+            stderr_done,
             hello: None,
             broken: false,
             reaped: false,
@@ -210,6 +216,8 @@ pub struct ProcessDriver {
     to_driver: Option<Sender<Vec<u8>>>,
     from_driver: Receiver<Line>,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
+    /// Disconnected once the stderr keeper has read everything.
+    stderr_done: Receiver<()>,
     hello: Option<Hello>,
     broken: bool,
     reaped: bool,
@@ -228,10 +236,11 @@ impl std::fmt::Debug for ProcessDriver {
 
 impl ProcessDriver {
     /// The last lines the driver wrote on stderr, formatted for a message
-    /// (empty when it wrote none).
+    /// (empty when it wrote none). Call it once the driver's process group
+    /// is dead: it waits (at most 2 s, for a stray holder of the pipe) until
+    /// everything the driver wrote has been read.
     pub fn stderr_tail(&self) -> String {
-        // Give the stderr thread a moment to catch up with a dying driver.
-        std::thread::sleep(Duration::from_millis(20));
+        let _ = self.stderr_done.recv_timeout(Duration::from_secs(2));
         let t = match self.stderr_tail.lock() {
             Ok(t) => t,
             Err(p) => p.into_inner(),
@@ -246,16 +255,22 @@ impl ProcessDriver {
 
     /// Marks the instance broken and kills its whole process group.
     fn fault(&mut self, e: DriverError) -> DriverError {
+        self.kill();
+        e
+    }
+
+    fn kill(&mut self) {
         self.broken = true;
         self.to_driver = None;
         if !self.reaped {
             kill_and_reap(&mut self.child);
             self.reaped = true;
         }
-        e
     }
 
     fn protocol_error(&mut self, why: String) -> DriverError {
+        // Dead first, so its stderr is complete when we quote it.
+        self.kill();
         let why = format!("{why}{}", self.stderr_tail());
         let e = DriverError::Protocol {
             driver: self.name.clone(),

@@ -1,12 +1,11 @@
-//! The caller's side of a run's pipes: feeds stdin and the script body,
+//! The caller's side of a run's pipes: feeds stdin and the script body and
 //! reads stdout and stderr concurrently (one `poll` loop, no threads) with
-//! a byte cap each, and reads the supervisor's report. Past the cap, output
-//! is read and dropped, so a child writing gigabytes neither blocks nor
-//! grows the caller's memory.
+//! a byte cap each. Output is read straight into the result buffers; past
+//! the cap it is read into a scratch buffer (allocated only then) and
+//! dropped, so a child writing gigabytes neither blocks nor grows the
+//! caller's memory.
 
 use std::os::fd::{AsRawFd, OwnedFd};
-
-use super::spawn::Report;
 
 /// The caller's pipe ends.
 pub struct Pipes {
@@ -18,8 +17,6 @@ pub struct Pipes {
     pub stdout: Option<OwnedFd>,
     /// Read end of stderr (None: inherited).
     pub stderr: Option<OwnedFd>,
-    /// Read end of the supervisor's status pipe.
-    pub status: OwnedFd,
 }
 
 /// What came back.
@@ -31,16 +28,18 @@ pub struct Captured {
     pub stderr: Vec<u8>,
     /// Either stream went past the cap.
     pub truncated: bool,
-    /// The supervisor's report, if it sent one.
-    pub report: Option<Report>,
 }
 
+/// Largest single read (a default pipe holds 64 KiB).
+const CHUNK: usize = 1 << 16;
+/// First buffer size for an output stream.
+const FIRST_CHUNK: usize = 4096;
+
+/// Makes a pipe end the caller created non-blocking. A fresh pipe end has
+/// no other status flag, so `F_SETFL` needs no `F_GETFL` first.
 fn set_nonblocking(fd: i32) {
     // SAFETY: fcntl on an fd we own.
-    unsafe {
-        let fl = libc::fcntl(fd, libc::F_GETFL);
-        libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK);
-    }
+    unsafe { libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK) };
 }
 
 struct Writer<'a> {
@@ -84,12 +83,37 @@ struct Reader {
 
 impl Reader {
     /// Reads what is there; closes on EOF.
-    fn pump(&mut self, scratch: &mut [u8]) {
+    fn pump(&mut self, discard: &mut Option<Box<[u8]>>) {
         let Some(fd) = &self.fd else { return };
         loop {
-            // SAFETY: reading into a live scratch buffer from an fd we own.
-            let n =
-                unsafe { libc::read(fd.as_raw_fd(), scratch.as_mut_ptr().cast(), scratch.len()) };
+            let room = self.cap.saturating_sub(self.buf.len());
+            let n = if room > 0 {
+                // Straight into the buffer: grow it geometrically, never
+                // past the cap.
+                let want = room.min(self.buf.len().clamp(FIRST_CHUNK, CHUNK));
+                self.buf.reserve(want);
+                let spare = self.buf.spare_capacity_mut();
+                let len = spare.len().min(room);
+                // SAFETY: reading at most `len` bytes into the spare
+                // capacity of the buffer, from an fd we own.
+                let n = unsafe { libc::read(fd.as_raw_fd(), spare.as_mut_ptr().cast(), len) };
+                if n > 0 {
+                    // SAFETY: the kernel initialised `n <= len` bytes of the
+                    // spare capacity.
+                    unsafe { self.buf.set_len(self.buf.len() + n as usize) };
+                }
+                n
+            } else {
+                let scratch = discard.get_or_insert_with(|| vec![0u8; CHUNK].into_boxed_slice());
+                // SAFETY: reading into a live scratch buffer from an fd we own.
+                let n = unsafe {
+                    libc::read(fd.as_raw_fd(), scratch.as_mut_ptr().cast(), scratch.len())
+                };
+                if n > 0 {
+                    self.truncated = true;
+                }
+                n
+            };
             if n < 0 {
                 match std::io::Error::last_os_error().raw_os_error() {
                     Some(libc::EINTR) => continue,
@@ -100,18 +124,13 @@ impl Reader {
             if n == 0 {
                 break;
             }
-            let got = &scratch[..n as usize];
-            let room = self.cap.saturating_sub(self.buf.len());
-            if got.len() > room {
-                self.truncated = true;
-            }
-            self.buf.extend_from_slice(&got[..got.len().min(room)]);
         }
         self.fd = None;
     }
 }
 
-/// Runs the pipe loop until both outputs and the status pipe are closed.
+/// Runs the pipe loop until both outputs are closed (every process holding
+/// them is gone) and the inputs are written or refused.
 pub fn pump(pipes: Pipes, stdin: &[u8], script: &[u8], cap: usize) -> Captured {
     let mut writers = [
         Writer {
@@ -129,51 +148,43 @@ pub fn pump(pipes: Pipes, stdin: &[u8], script: &[u8], cap: usize) -> Captured {
         cap,
         truncated: false,
     });
-    let mut status = Reader {
-        fd: Some(pipes.status),
-        buf: Vec::new(),
-        cap: 64,
-        truncated: false,
-    };
     for w in writers.iter().filter_map(|w| w.fd.as_ref()) {
         set_nonblocking(w.as_raw_fd());
     }
-    for r in readers.iter().chain(std::iter::once(&status)) {
-        if let Some(fd) = &r.fd {
-            set_nonblocking(fd.as_raw_fd());
-        }
+    for r in readers.iter().filter_map(|r| r.fd.as_ref()) {
+        set_nonblocking(r.as_raw_fd());
     }
     // A reader that exits early must not kill the caller with SIGPIPE.
     let _sigpipe = SigpipeBlock::new(writers.iter().any(|w| w.fd.is_some()));
-    let mut scratch = vec![0u8; 1 << 16];
+    let mut discard = None;
+    // Most inputs fit in the pipe: write them before the first poll.
+    for w in writers.iter_mut() {
+        w.pump();
+    }
     loop {
-        let mut pfds: [libc::pollfd; 5] = [libc::pollfd {
+        let mut pfds: [libc::pollfd; 4] = [libc::pollfd {
             fd: -1,
             events: 0,
             revents: 0,
-        }; 5];
+        }; 4];
         let mut n = 0;
-        for w in &writers {
-            if let Some(fd) = &w.fd {
-                pfds[n] = libc::pollfd {
-                    fd: fd.as_raw_fd(),
-                    events: libc::POLLOUT,
-                    revents: 0,
-                };
-                n += 1;
-            }
+        let wanted = writers
+            .iter()
+            .filter_map(|w| w.fd.as_ref().map(|fd| (fd, libc::POLLOUT)))
+            .chain(
+                readers
+                    .iter()
+                    .filter_map(|r| r.fd.as_ref().map(|fd| (fd, libc::POLLIN))),
+            );
+        for (pfd, (fd, events)) in pfds.iter_mut().zip(wanted) {
+            *pfd = libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events,
+                revents: 0,
+            };
+            n += 1;
         }
-        for r in readers.iter().chain(std::iter::once(&status)) {
-            if let Some(fd) = &r.fd {
-                pfds[n] = libc::pollfd {
-                    fd: fd.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                };
-                n += 1;
-            }
-        }
-        if readers.iter().all(|r| r.fd.is_none()) && status.fd.is_none() {
+        if n == 0 {
             break;
         }
         // SAFETY: poll on `n` initialised pollfds in a live array.
@@ -188,9 +199,8 @@ pub fn pump(pipes: Pipes, stdin: &[u8], script: &[u8], cap: usize) -> Captured {
             w.pump();
         }
         for r in readers.iter_mut() {
-            r.pump(&mut scratch);
+            r.pump(&mut discard);
         }
-        status.pump(&mut scratch);
     }
     // Close any pipe to a reader that never read it all.
     drop(writers);
@@ -199,7 +209,6 @@ pub fn pump(pipes: Pipes, stdin: &[u8], script: &[u8], cap: usize) -> Captured {
         truncated: out.truncated || err.truncated,
         stdout: out.buf,
         stderr: err.buf,
-        report: Report::decode(&status.buf),
     }
 }
 

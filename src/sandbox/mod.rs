@@ -47,6 +47,7 @@ mod spawn;
 use std::ffi::{c_char, CString};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::policy::{
@@ -88,6 +89,9 @@ pub struct Sandbox {
     timeout: Option<Duration>,
     output_cap: usize,
     abi: u32,
+    /// Emptied pids cgroups of earlier runs, for reuse: creating and
+    /// removing one costs more than the rest of a spawn's cgroup work.
+    cgroups: Mutex<Vec<limits::PidsCgroup>>,
 }
 
 fn setup_err(kind: SetupErrorKind, message: String) -> SetupError {
@@ -156,6 +160,7 @@ impl Sandbox {
                 .output_bytes
                 .map_or(DEFAULT_OUTPUT_BYTES, |s| s.0) as usize,
             abi,
+            cgroups: Mutex::new(Vec::new()),
         })
     }
 
@@ -256,10 +261,12 @@ impl Sandbox {
             }
             Program::Argv(_) => (None, None),
         };
-        let (status_r, status_w) = pipe().map_err(|e| spawn_err("status", e))?;
 
         let cgroup = match self.limits.cgroup_processes {
-            Some(n) => Some(limits::PidsCgroup::create(n)?),
+            Some(n) => match self.cgroups.lock().ok().and_then(|mut pool| pool.pop()) {
+                Some(cg) => Some(cg),
+                None => Some(limits::PidsCgroup::create(n)?),
+            },
             None => None,
         };
         let mut rlimits = self.limits.rl;
@@ -285,9 +292,8 @@ impl Sandbox {
             script: raw(&script_r, -1),
             ruleset: self.ruleset.as_raw_fd(),
             cgroup_procs: cgroup.as_ref().map_or(-1, |c| c.procs_fd()),
-            status: status_w.as_raw_fd(),
             rlimits: &rlimits,
-            filter: &self.filter,
+            seccomp: self.filter.sock_fprog(),
             path: path_c.as_ptr(),
             argv: argv_p.as_ptr(),
             envp: envp_p.as_ptr(),
@@ -297,15 +303,16 @@ impl Sandbox {
                 tv_nsec: d.subsec_nanos() as libc::c_long,
             }),
         };
-        // SAFETY: every pointer in `plan` refers to data alive until after
-        // the fork returns; the child side is async-signal-safe.
-        let supervisor = unsafe { spawn::fork_supervisor(&plan) }.map_err(|e| {
+        // SAFETY: every pointer in `plan` refers to data declared before
+        // `supervisor` and not touched until it is reaped (by `wait` below,
+        // or by its drop, which comes first on any early exit).
+        let supervisor = unsafe { spawn::Supervisor::start(&plan) }.map_err(|e| {
             setup_err(
                 SetupErrorKind::SpawnFailed,
-                format!("failed to fork the sandbox supervisor: {e}"),
+                format!("failed to start the sandbox supervisor: {e}"),
             )
         })?;
-        drop((stdin_r, stdout_w, stderr_w, script_r, status_w));
+        drop((stdin_r, stdout_w, stderr_w, script_r));
 
         let cap = self.output_cap;
         let captured = capture::pump(
@@ -314,21 +321,20 @@ impl Sandbox {
                 script: script_w,
                 stdout: stdout_r,
                 stderr: stderr_r,
-                status: status_r,
             },
             &command.stdin,
             script_body,
             cap,
         );
-        let mut st = 0;
-        loop {
-            // SAFETY: waitpid on our own child with a live status pointer.
-            let r = unsafe { libc::waitpid(supervisor, &mut st, 0) };
-            if r >= 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-                break;
+        let (report, st) = supervisor.wait();
+        // A supervisor that reported reaped the whole tree: the cgroup is
+        // empty again and can serve the next run. Otherwise it is removed
+        // (or left behind if a process is still in it).
+        if let (Some(cg), Some(_)) = (cgroup, &report) {
+            if let Ok(mut pool) = self.cgroups.lock() {
+                pool.push(cg);
             }
         }
-        drop(cgroup);
         let mut out = RunOutput {
             outcome: Outcome::Timeout,
             stdout: captured.stdout,
@@ -337,7 +343,7 @@ impl Sandbox {
             filtered_paths: Vec::new(),
             duration: Duration::ZERO,
         };
-        out.outcome = match captured.report {
+        out.outcome = match report {
             None => {
                 return Err(setup_err(
                     SetupErrorKind::SpawnFailed,

@@ -179,6 +179,16 @@ impl Filter {
         Ok(Filter { prog })
     }
 
+    /// The program as `seccomp(SECCOMP_SET_MODE_FILTER)` takes it, for the
+    /// spawn path, which makes that call as a raw syscall (it may not touch
+    /// errno). Points into `self`: valid while `self` is.
+    pub fn sock_fprog(&self) -> libc::sock_fprog {
+        libc::sock_fprog {
+            len: self.prog.len() as u16,
+            filter: self.prog.as_ptr() as *mut libc::sock_filter,
+        }
+    }
+
     /// Installs the filter on the calling thread. Sets `no_new_privs` first
     /// (required for unprivileged filters).
     ///
