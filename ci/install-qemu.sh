@@ -38,6 +38,7 @@ install_qemu() {
   apt-get "${opts[@]}" "${apt_install_opts[@]}" -t "$codename-backports" install \
     "qemu-system-x86=$want" seabios >&2 || die "failed to install qemu-system-x86=$want from $codename-backports"
   command -v qemu-system-x86_64 >/dev/null || die "failed to install QEMU: qemu-system-x86_64 is still missing"
+  apt-get "${opts[@]}" clean >&2 || true
 }
 
 install_musl_gcc() {
