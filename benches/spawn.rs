@@ -13,7 +13,6 @@
 //! `cargo bench --bench spawn -- interleaved`.
 
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use criterion::{criterion_group, Criterion};
@@ -22,16 +21,11 @@ use sandspec::sandbox::landlock;
 use sandspec::sandbox::seccomp::{Filter, SocketRules};
 use sandspec::sandbox::Sandbox;
 
+/// The bench policy with the network allowed: files only.
 fn fs_policy() -> Policy {
     Policy {
-        read: ["/usr", "/lib", "/lib64", "/etc"]
-            .map(PathBuf::from)
-            .to_vec(),
-        exec: ["/usr/bin", "/bin", "/lib", "/lib64"]
-            .map(PathBuf::from)
-            .to_vec(),
         network: Network::Allow,
-        ..Default::default()
+        ..sandspec::bench::true_policy()
     }
 }
 

@@ -20,11 +20,18 @@ use std::sync::OnceLock;
 use super::SetupError;
 use crate::policy::{Limits, SetupErrorKind};
 
+/// The type of an `RLIMIT_*` constant: glibc has its own, musl an int.
+#[cfg(target_env = "gnu")]
+pub type Resource = libc::__rlimit_resource_t;
+/// The type of an `RLIMIT_*` constant: glibc has its own, musl an int.
+#[cfg(not(target_env = "gnu"))]
+pub type Resource = libc::c_int;
+
 /// One rlimit to set in the child.
 #[derive(Debug, Clone, Copy)]
 pub struct Rlimit {
     /// `RLIMIT_*`.
-    pub resource: libc::__rlimit_resource_t,
+    pub resource: Resource,
     /// Soft limit.
     pub soft: libc::rlim_t,
     /// Hard limit.
@@ -200,6 +207,17 @@ impl PidsCgroup {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(fail(format!("{}: {e}", parent.display()))),
+        }
+        if !hierarchy.v1 {
+            // On cgroup2 a controller reaches a cgroup only when its parent
+            // enables it for its children: without this, pids.max does not
+            // exist in the run's cgroup.
+            let ctl = parent.join("cgroup.subtree_control");
+            let enabled = std::fs::read_to_string(&ctl).unwrap_or_default();
+            if !enabled.split_whitespace().any(|c| c == "pids") {
+                std::fs::write(&ctl, "+pids")
+                    .map_err(|e| fail(format!("{}: enabling pids: {e}", ctl.display())))?;
+            }
         }
         let dir = parent.join(format!(
             "{}-{}",
