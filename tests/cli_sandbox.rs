@@ -39,6 +39,9 @@ fn stderr(o: &Output) -> String {
 
 #[test]
 fn exit_code_is_the_commands_own() {
+    if !landlock_or_refusal() {
+        return;
+    }
     let o = sandbox_cmd(&[], &[&probe_s(), "exit", "7"])
         .output()
         .unwrap();
@@ -47,6 +50,9 @@ fn exit_code_is_the_commands_own() {
 
 #[test]
 fn timeout_exits_124_with_a_message() {
+    if !landlock_or_refusal() {
+        return;
+    }
     let o = sandbox_cmd(&["--timeout", "200ms"], &[&probe_s(), "sleep", "30"])
         .output()
         .unwrap();
@@ -60,6 +66,9 @@ fn timeout_exits_124_with_a_message() {
 
 #[test]
 fn signal_exits_128_plus_n() {
+    if !landlock_or_refusal() {
+        return;
+    }
     let o = sandbox_cmd(&[], &[&probe_s(), "signal-self", "KILL"])
         .output()
         .unwrap();
@@ -68,6 +77,9 @@ fn signal_exits_128_plus_n() {
 
 #[test]
 fn setup_failure_exits_125_with_prefixed_message() {
+    if !landlock_or_refusal() {
+        return;
+    }
     let o = sandbox_cmd(&["--read", "not/absolute"], &[&probe_s(), "exit", "0"])
         .output()
         .unwrap();
@@ -78,6 +90,9 @@ fn setup_failure_exits_125_with_prefixed_message() {
 
 #[test]
 fn filtered_path_gets_one_warning_line_each() {
+    if !landlock_or_refusal() {
+        return;
+    }
     let o = sandbox_cmd(
         &["--read", "/nonexistent/one", "--read", "/nonexistent/two"],
         &[&probe_s(), "exit", "0"],
@@ -96,6 +111,9 @@ fn filtered_path_gets_one_warning_line_each() {
 
 #[test]
 fn network_is_denied_by_default() {
+    if !landlock_or_refusal() {
+        return;
+    }
     let tcp = TcpOracle::new();
     let o = sandbox_cmd(&[], &[&probe_s(), "tcp-connect", &tcp.addr()])
         .output()
@@ -143,6 +161,9 @@ fn with_filter(filter: Option<Filter>, nolandlock: Option<NoLandlock>) -> (Outpu
 
 #[test]
 fn control_marker_is_written_with_landlock() {
+    if !landlock_or_refusal() {
+        return;
+    }
     let (o, marker) = with_filter(None, None);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(marker, "the control run did not create the marker");
@@ -172,6 +193,9 @@ fn landlock_disabled_eopnotsupp_is_a_hard_error_and_nothing_runs() {
 
 #[test]
 fn restrict_self_failure_is_a_hard_error_and_nothing_runs() {
+    if !landlock_or_refusal() {
+        return;
+    }
     let f = Filter::failing(&[libc::SYS_landlock_restrict_self], libc::EPERM).unwrap();
     let (o, marker) = with_filter(Some(f), None);
     assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
@@ -185,6 +209,9 @@ fn restrict_self_failure_is_a_hard_error_and_nothing_runs() {
 
 #[test]
 fn seccomp_load_failure_is_a_hard_error_and_nothing_runs() {
+    if !landlock_or_refusal() {
+        return;
+    }
     let f = Filter::failing(&[libc::SYS_seccomp], libc::EINVAL).unwrap();
     let (o, marker) = with_filter(Some(f), None);
     assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
@@ -196,6 +223,9 @@ fn seccomp_load_failure_is_a_hard_error_and_nothing_runs() {
 
 #[test]
 fn flooding_a_gigabyte_keeps_sandspec_small() {
+    if !landlock_or_refusal() {
+        return;
+    }
     let mut c = sandbox_cmd(&["--max-output", "1M"], &[&probe_s(), "flood", "1G"]);
     c.stdout(std::process::Stdio::null());
     c.stderr(std::process::Stdio::piped());
@@ -224,13 +254,16 @@ fn probe_prints_kernel_facts_as_text_and_json() {
     let o = Proc::new(sandspec()).args(["probe"]).output().unwrap();
     assert!(o.status.success());
     let text = String::from_utf8_lossy(&o.stdout);
-    assert!(text.contains("landlock:") && text.contains("ABI"), "{text}");
+    assert!(text.contains("landlock:"), "{text}");
     let o = Proc::new(sandspec())
         .args(["probe", "--json"])
         .output()
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["landlock"]["abi"], abi());
+    match sandspec::kernel::landlock().abi() {
+        Some(abi) => assert_eq!(v["landlock"]["abi"], abi),
+        None => assert!(v["landlock"]["abi"].is_null(), "{v}"),
+    }
     assert!(v["release"].as_str().is_some_and(|r| !r.is_empty()));
 }
 
@@ -300,6 +333,9 @@ fn last_json(o: &Output) -> serde_json::Value {
 
 #[test]
 fn unprivileged_fs_write_outside_is_denied() {
+    if !landlock_or_refusal() {
+        return;
+    }
     let d = scratch();
     let w = d.path().join("w");
     std::fs::create_dir(&w).unwrap();
@@ -321,6 +357,9 @@ fn unprivileged_fs_write_outside_is_denied() {
 
 #[test]
 fn unprivileged_network_deny_holds() {
+    if !landlock_or_refusal() {
+        return;
+    }
     let tcp = TcpOracle::new();
     let udp = UdpOracle::new();
     let o = as_user(&[], &["tcp-connect", &tcp.addr()]);
@@ -332,6 +371,9 @@ fn unprivileged_network_deny_holds() {
 
 #[test]
 fn unprivileged_timeout_kills_the_tree() {
+    if !landlock_or_refusal() {
+        return;
+    }
     let o = as_user(&["--timeout", "300ms"], &["setsid-daemon", "60"]);
     assert_eq!(o.status.code(), Some(124), "{}", stderr(&o));
     for pid in last_json(&o)["pids"].as_array().unwrap() {
@@ -341,6 +383,9 @@ fn unprivileged_timeout_kills_the_tree() {
 
 #[test]
 fn unprivileged_process_limit_contains_a_fork_bomb() {
+    if !landlock_or_refusal() {
+        return;
+    }
     let o = as_user(&["--max-procs", "8"], &["fork-many", "64"]);
     let r = last_json(&o);
     assert_eq!(r["ok"], false, "{r} {}", stderr(&o));
@@ -349,6 +394,9 @@ fn unprivileged_process_limit_contains_a_fork_bomb() {
 
 #[test]
 fn unprivileged_memory_and_files_limits_hold() {
+    if !landlock_or_refusal() {
+        return;
+    }
     let o = as_user(&["--memory", "128M"], &["alloc", "512M"]);
     assert_eq!(last_json(&o)["errno"], "ENOMEM", "{}", stderr(&o));
     let o = as_user(
@@ -381,6 +429,9 @@ fn unprivileged_without_landlock_nothing_runs() {
 
 #[test]
 fn unprivileged_unopenable_allowlisted_path_is_a_setup_error() {
+    if !landlock_or_refusal() {
+        return;
+    }
     // A directory the (unprivileged) runner cannot search: the path inside
     // exists but cannot be opened, which must not be mistaken for missing.
     let d = scratch();

@@ -426,7 +426,7 @@ fn fork_many_stops_at_the_process_limit() {
 }
 
 /// The probe with a resource limit set before exec.
-fn with_rlimit(resource: libc::__rlimit_resource_t, soft: u64, hard: u64) -> StdCommand {
+fn with_rlimit(resource: sandspec::sandbox::limits::Resource, soft: u64, hard: u64) -> StdCommand {
     let mut cmd = probe_std();
     // SAFETY: setrlimit is async-signal-safe; the struct lives on the
     // closure's stack.

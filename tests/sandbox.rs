@@ -25,6 +25,9 @@ fn errno(out: &sandspec::policy::RunOutput) -> String {
 
 #[test]
 fn read_allowlist_allows_listed_dir_and_denies_sibling() {
+    if !landlock_or_refusal() {
+        return;
+    }
     let d = scratch();
     std::fs::create_dir(d.path().join("a")).unwrap();
     std::fs::create_dir(d.path().join("b")).unwrap();
@@ -47,6 +50,9 @@ fn read_allowlist_allows_listed_dir_and_denies_sibling() {
 
 #[test]
 fn write_allowlist_allows_create_inside_and_denies_outside() {
+    if !landlock_or_refusal() {
+        return;
+    }
     let d = scratch();
     std::fs::create_dir(d.path().join("w")).unwrap();
     let mut p = base_policy();
@@ -69,6 +75,9 @@ fn write_allowlist_allows_create_inside_and_denies_outside() {
 
 #[test]
 fn write_implies_read() {
+    if !landlock_or_refusal() {
+        return;
+    }
     let d = scratch();
     std::fs::write(d.path().join("f.txt"), "readable").unwrap();
     let mut p = base_policy();
@@ -79,6 +88,9 @@ fn write_implies_read() {
 
 #[test]
 fn read_only_file_rule_does_not_allow_writing_it() {
+    if !landlock_or_refusal() {
+        return;
+    }
     let d = scratch();
     let f = d.path().join("ro.txt");
     std::fs::write(&f, "original").unwrap();
@@ -92,6 +104,9 @@ fn read_only_file_rule_does_not_allow_writing_it() {
 
 #[test]
 fn dev_null_works_as_a_file_rule() {
+    if !landlock_or_refusal() {
+        return;
+    }
     let mut p = base_policy();
     let out = run_probe(&p, &["write", "/dev/null"]);
     assert!(!ok(&out), "/dev/null writable without a rule");
@@ -102,6 +117,9 @@ fn dev_null_works_as_a_file_rule() {
 
 #[test]
 fn exec_needs_an_exec_rule() {
+    if !landlock_or_refusal() {
+        return;
+    }
     let p = base_policy();
     // /usr is readable but not executable.
     let out = run_probe(&p, &["exec", "/bin/true"]);
@@ -113,6 +131,9 @@ fn exec_needs_an_exec_rule() {
 
 #[test]
 fn command_outside_the_exec_list_fails_like_env_126() {
+    if !landlock_or_refusal() {
+        return;
+    }
     let out = sandspec::sandbox::run(&base_policy(), &Command::argv(["/bin/true"]));
     assert_eq!(out.outcome, Outcome::Exited { code: 126 });
     let err = String::from_utf8_lossy(&out.stderr);
@@ -126,6 +147,9 @@ fn command_outside_the_exec_list_fails_like_env_126() {
 
 #[test]
 fn symlink_to_outside_does_not_widen_the_rules() {
+    if !landlock_or_refusal() {
+        return;
+    }
     let d = scratch();
     std::fs::create_dir(d.path().join("a")).unwrap();
     std::fs::write(d.path().join("secret.txt"), "secret").unwrap();
@@ -138,6 +162,9 @@ fn symlink_to_outside_does_not_widen_the_rules() {
 
 #[test]
 fn missing_paths_are_filtered_reported_and_other_rules_still_hold() {
+    if !landlock_or_refusal() {
+        return;
+    }
     let d = scratch();
     std::fs::create_dir(d.path().join("a")).unwrap();
     std::fs::write(d.path().join("a/x"), "x").unwrap();
@@ -156,6 +183,9 @@ fn missing_paths_are_filtered_reported_and_other_rules_still_hold() {
 
 #[test]
 fn relative_paths_are_an_invalid_policy() {
+    if !landlock_or_refusal() {
+        return;
+    }
     let mut p = base_policy();
     p.read.push(PathBuf::from("relative/dir"));
     let out = run_probe(&p, &["exit", "0"]);
@@ -196,6 +226,9 @@ fn tcp_port_rules_need_abi_4_and_say_so() {
 
 #[test]
 fn network_deny_blocks_tcp_and_udp_to_loopback() {
+    if !landlock_or_refusal() {
+        return;
+    }
     let tcp = TcpOracle::new();
     let udp = UdpOracle::new();
     let p = base_policy();
@@ -208,6 +241,9 @@ fn network_deny_blocks_tcp_and_udp_to_loopback() {
 
 #[test]
 fn network_allow_lets_tcp_and_udp_through() {
+    if !landlock_or_refusal() {
+        return;
+    }
     let tcp = TcpOracle::new();
     let udp = UdpOracle::new();
     let mut p = base_policy();
@@ -220,6 +256,9 @@ fn network_allow_lets_tcp_and_udp_through() {
 
 #[test]
 fn tcp_connect_allowlist_reaches_only_the_listed_port() {
+    if !landlock_or_refusal() {
+        return;
+    }
     let allowed = TcpOracle::new();
     let other = TcpOracle::new();
     let udp = UdpOracle::new();
@@ -252,6 +291,9 @@ fn tcp_connect_allowlist_reaches_only_the_listed_port() {
 #[case::raw_socket(&["raw-socket"])]
 #[case::io_uring(&["io-uring"])]
 fn seccomp_denies(#[case] args: &[&str]) {
+    if !landlock_or_refusal() {
+        return;
+    }
     let out = run_probe(&base_policy(), args);
     assert!(!ok(&out), "{:?}", report(&out));
     assert!(
@@ -282,6 +324,9 @@ fn without_landlock_nothing_runs() {
 
 #[test]
 fn timeout_kills_setsid_grandchild_and_keeps_output() {
+    if !landlock_or_refusal() {
+        return;
+    }
     let mut p = base_policy();
     p.timeout = Some(Timeout(Duration::from_millis(300)));
     let out = run_probe(&p, &["setsid-daemon", "60"]);
@@ -301,6 +346,9 @@ fn timeout_kills_setsid_grandchild_and_keeps_output() {
 
 #[test]
 fn leftover_daemon_dies_when_the_command_exits() {
+    if !landlock_or_refusal() {
+        return;
+    }
     let out = run_probe(&base_policy(), &["setsid-daemon", "0"]);
     assert_eq!(out.outcome, Outcome::Exited { code: 0 });
     for pid in report(&out)["pids"].as_array().unwrap() {
@@ -311,6 +359,9 @@ fn leftover_daemon_dies_when_the_command_exits() {
 
 #[test]
 fn exit_codes_and_signals_are_reported_exactly() {
+    if !landlock_or_refusal() {
+        return;
+    }
     let p = base_policy();
     assert_eq!(
         run_probe(&p, &["exit", "42"]).outcome,
@@ -328,6 +379,9 @@ fn exit_codes_and_signals_are_reported_exactly() {
 
 #[test]
 fn environment_is_cleared_except_listed_and_minimal_path() {
+    if !landlock_or_refusal() {
+        return;
+    }
     let mut p = base_policy();
     p.env.insert("ONLY".into(), "this".into());
     let out = run_probe(&p, &["env"]);
@@ -339,6 +393,9 @@ fn environment_is_cleared_except_listed_and_minimal_path() {
 
 #[test]
 fn cwd_is_honoured() {
+    if !landlock_or_refusal() {
+        return;
+    }
     let d = scratch();
     let mut p = base_policy();
     p.cwd = Some(d.path().to_path_buf());
@@ -348,6 +405,9 @@ fn cwd_is_honoured() {
 
 #[test]
 fn stdin_bytes_are_passed_through() {
+    if !landlock_or_refusal() {
+        return;
+    }
     let input = b"line one\nline two\n".to_vec();
     let argv = vec![probe().to_string_lossy().into_owned(), "stdin".into()];
     let out = sandspec::sandbox::run(
@@ -361,6 +421,9 @@ fn stdin_bytes_are_passed_through() {
 
 #[test]
 fn large_script_body_is_not_passed_through_argv() {
+    if !landlock_or_refusal() {
+        return;
+    }
     // 4 MiB of shell, far past ARG_MAX's per-argument limit (128 KiB).
     let mut body = String::with_capacity(4 << 20);
     while body.len() < 4 << 20 {
@@ -381,6 +444,9 @@ fn large_script_body_is_not_passed_through_argv() {
 
 #[test]
 fn memory_limit_makes_large_allocations_fail() {
+    if !landlock_or_refusal() {
+        return;
+    }
     let mut p = base_policy();
     p.limits = Limits {
         memory: Some(Size(128 << 20)),
@@ -397,6 +463,9 @@ fn memory_limit_makes_large_allocations_fail() {
 
 #[test]
 fn process_limit_contains_a_fork_bomb() {
+    if !landlock_or_refusal() {
+        return;
+    }
     let mut p = base_policy();
     p.limits.processes = Some(8);
     let out = run_probe(&p, &["fork-many", "64"]);
@@ -410,6 +479,9 @@ fn process_limit_contains_a_fork_bomb() {
 
 #[test]
 fn each_run_of_one_sandbox_gets_the_whole_process_limit() {
+    if !landlock_or_refusal() {
+        return;
+    }
     // As root the limit is a pids cgroup, which the sandbox reuses once a
     // run's tree is gone: a leftover of one run must not count in the next.
     let mut p = base_policy();
@@ -437,6 +509,9 @@ fn each_run_of_one_sandbox_gets_the_whole_process_limit() {
 
 #[test]
 fn open_files_limit_holds() {
+    if !landlock_or_refusal() {
+        return;
+    }
     let mut p = base_policy();
     p.read.push(PathBuf::from("/dev/null")); // what open-many opens
     p.limits.open_files = Some(16);
@@ -449,6 +524,9 @@ fn open_files_limit_holds() {
 
 #[test]
 fn cpu_seconds_limit_kills_a_busy_loop() {
+    if !landlock_or_refusal() {
+        return;
+    }
     let mut p = base_policy();
     p.limits.cpu_seconds = Some(1);
     let out = run_probe(&p, &["cpu-burn", "30"]);
@@ -461,6 +539,9 @@ fn cpu_seconds_limit_kills_a_busy_loop() {
 
 #[test]
 fn output_is_capped_and_marked_truncated() {
+    if !landlock_or_refusal() {
+        return;
+    }
     let mut p = base_policy();
     p.limits.output_bytes = Some(Size(1 << 20));
     let out = run_probe(&p, &["flood", "64M"]);
@@ -473,6 +554,9 @@ fn output_is_capped_and_marked_truncated() {
 
 #[test]
 fn both_pipes_are_drained_concurrently() {
+    if !landlock_or_refusal() {
+        return;
+    }
     // 1 MiB on stderr before anything on stdout: a reader that drained
     // stdout first would deadlock against the 64 KiB pipe buffer.
     let body = "head -c 1048576 /dev/zero >&2; echo done";
@@ -491,6 +575,9 @@ fn both_pipes_are_drained_concurrently() {
 
 #[test]
 fn io_uring_is_denied_only_with_the_network_restricted() {
+    if !landlock_or_refusal() {
+        return;
+    }
     let mut p = base_policy();
     p.network = Network::Allow;
     let out = run_probe(&p, &["io-uring"]);

@@ -180,3 +180,29 @@ pub fn read(p: &Path) -> String {
         .unwrap_or_else(|e| panic!("failed to read {}: {e}", p.display()));
     s
 }
+
+/// True when Landlock works on this kernel. Without it (a kernel built
+/// without Landlock, or with it disabled at boot) this checks the one thing
+/// a sandbox test can check there — that the sandbox refuses to run the
+/// command at all — and returns false, so the test ends having asserted
+/// the refusal rather than the behaviour Landlock would give.
+pub fn landlock_or_refusal() -> bool {
+    use sandspec::kernel::LandlockSupport;
+    use sandspec::policy::{Outcome, SetupErrorKind};
+    if let LandlockSupport::Abi(_) = sandspec::kernel::landlock() {
+        return true;
+    }
+    let out = run_probe(&base_policy(), &["exit", "0"]);
+    assert!(
+        matches!(
+            out.outcome,
+            Outcome::SetupError {
+                kind: SetupErrorKind::LandlockUnavailable | SetupErrorKind::LandlockDisabled,
+                ..
+            }
+        ),
+        "without Landlock the sandbox must refuse to run; got {:?}",
+        out.outcome
+    );
+    false
+}
