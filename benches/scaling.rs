@@ -10,8 +10,7 @@
 
 use std::hint::black_box;
 use std::path::PathBuf;
-use std::sync::Barrier;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use sandspec::bench::{bare_spawn, true_policy, TRUE};
@@ -62,34 +61,12 @@ fn paths(c: &mut Criterion) {
     g.finish();
 }
 
-/// `threads` threads each doing `per_thread` spawns, started together; the
-/// wall time from the start to the last one's end.
+/// The wall time of one burst of `threads` × `per_thread` spawns (the
+/// library's burst, which `sandspec bench --scaling` uses too).
 fn burst(threads: usize, per_thread: u64, sb: Option<&Sandbox>, cmd: &Command) -> Duration {
-    let gate = Barrier::new(threads + 1);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                let gate = &gate;
-                s.spawn(move || {
-                    gate.wait();
-                    for _ in 0..per_thread {
-                        match sb {
-                            Some(sb) => run_true(sb, cmd),
-                            None => {
-                                bare_spawn().expect("failed to spawn /bin/true");
-                            }
-                        }
-                    }
-                })
-            })
-            .collect();
-        gate.wait();
-        let t = Instant::now();
-        for h in handles {
-            h.join().expect("a spawning thread panicked");
-        }
-        t.elapsed()
-    })
+    sandspec::bench::scaling::burst(threads, per_thread as usize, sb, cmd)
+        .expect("failed to spawn /bin/true")
+        .1
 }
 
 fn concurrency(c: &mut Criterion) {

@@ -292,8 +292,9 @@ fn paths_part(opts: &Options, progress: Progress) -> Result<(Summary, Vec<PathsR
 }
 
 /// One burst: `threads` threads each spawning `per_thread` times, started
-/// together. Per-spawn latencies and the wall time of the burst.
-fn burst(
+/// together (under `sb`, or bare when `None`). Per-spawn latencies (µs) and
+/// the wall time of the burst. Shared with `benches/scaling.rs`.
+pub fn burst(
     threads: usize,
     per_thread: usize,
     sb: Option<&Sandbox>,
