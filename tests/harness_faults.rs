@@ -1,14 +1,25 @@
-//! Driver faults: each deliberately broken behaviour of
-//! tests/fixtures/drivers/faulty.py must make its case ERROR with a reason
+//! Driver faults: each deliberately broken behaviour of the faulty driver
+//! (tests/harness_faults/driver.rs, this test binary started with
+//! `--faulty-driver MODE STATE_DIR`) must make its case ERROR with a reason
 //! naming the driver and the case, must never count as a pass, and the next
-//! case must still run (and pass) on a restarted driver.
+//! case must still run (and pass) on a restarted driver. A driver without
+//! `ping` gets its round trip measured by a refused run in `sandspec bench`.
+//!
+//! (Runs with libtest-mimic, `harness = false`, so that `main` can play the
+//! driver: no interpreter is needed, as in the kernel-matrix guest.)
+
+#[path = "harness_faults/driver.rs"]
+mod driver;
 
 use std::path::{Path, PathBuf};
+use std::process::Output;
 use std::time::Duration;
 
+use libtest_mimic::{Arguments, Trial};
 use sandspec::corpus;
 use sandspec::driver::process::ProcessFactory;
 use sandspec::harness::{CaseResult, Harness, HarnessConfig, Status};
+use serde_json::Value;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -24,16 +35,8 @@ fn run_faulty(mode: &str) -> (Vec<CaseResult>, tempfile::TempDir) {
         cases.iter().map(|c| c.case.id.as_str()).collect::<Vec<_>>(),
         ["fault.trigger", "fault.after"]
     );
-    let factory = ProcessFactory::new(
-        format!("faulty-{mode}"),
-        vec![
-            "python3".into(),
-            fixtures().join("drivers/faulty.py").into(),
-            mode.into(),
-            state.path().into(),
-        ],
-    )
-    .hello_timeout(Duration::from_secs(20));
+    let factory = ProcessFactory::new(format!("faulty-{mode}"), driver::argv(mode, state.path()))
+        .hello_timeout(Duration::from_secs(20));
     let mut config = HarnessConfig::new(env!("CARGO_BIN_EXE_sandspec-probe"));
     config.watchdog_margin = Duration::from_millis(1500);
     let harness = Harness::new(config).unwrap();
@@ -56,7 +59,8 @@ fn assert_fault_then_recovery(results: &[CaseResult], mode: &str, needles: &[&st
     assert_eq!(after.status, Status::Pass, "{mode}: {after:?}");
 }
 
-/// Pids the faulty driver recorded (itself, each launch, and children).
+/// Pids the faulty driver recorded (each launch, and the grandchild of
+/// `hang`).
 fn recorded_pids(state: &Path) -> Vec<i32> {
     std::fs::read_to_string(state.join("pids"))
         .unwrap_or_default()
@@ -75,54 +79,46 @@ fn is_alive(pid: i32) -> bool {
         .unwrap_or(false)
 }
 
-#[test]
 fn a_crashing_driver_is_an_error_with_its_stderr_and_the_next_case_runs() {
     let (r, _s) = run_faulty("crash");
     assert_fault_then_recovery(&r, "crash", &["died", "SIGABRT", "about to crash"]);
 }
 
-#[test]
 fn a_hanging_driver_hits_the_watchdog_and_its_whole_group_is_killed() {
     let (r, state) = run_faulty("hang");
     assert_fault_then_recovery(&r, "hang", &["did not answer within"]);
     let pids = recorded_pids(state.path());
-    // The first launch, its `sleep` grandchild, the relaunch.
+    // The first launch, its grandchild, the relaunch.
     assert!(pids.len() >= 3, "pids recorded: {pids:?}");
     let alive: Vec<i32> = pids.iter().copied().filter(|p| is_alive(*p)).collect();
     assert!(alive.is_empty(), "driver processes left alive: {alive:?}");
 }
 
-#[test]
 fn a_driver_exiting_mid_run_is_an_error() {
     let (r, _s) = run_faulty("exit");
     assert_fault_then_recovery(&r, "exit", &["exited while running seq", "exit status: 0"]);
 }
 
-#[test]
 fn a_driver_printing_garbage_is_a_protocol_error() {
     let (r, _s) = run_faulty("garbage");
     assert_fault_then_recovery(&r, "garbage", &["not JSON", "this is not json"]);
 }
 
-#[test]
 fn a_driver_answering_the_wrong_seq_is_a_protocol_error() {
     let (r, _s) = run_faulty("wrong-seq");
     assert_fault_then_recovery(&r, "wrong-seq", &["answered seq 1001 to run seq 1"]);
 }
 
-#[test]
 fn a_driver_claiming_another_protocol_version_is_an_error() {
     let (r, _s) = run_faulty("bad-version");
     assert_fault_then_recovery(&r, "bad-version", &["protocol version 99"]);
 }
 
-#[test]
 fn a_driver_claiming_an_unknown_capability_is_an_error() {
     let (r, _s) = run_faulty("bad-capability");
     assert_fault_then_recovery(&r, "bad-capability", &["unknown capability", "fs.teleport"]);
 }
 
-#[test]
 fn a_driver_refusing_a_run_is_an_error_but_keeps_its_instance() {
     let (r, state) = run_faulty("error");
     assert_fault_then_recovery(&r, "error", &["backend refused the policy"]);
@@ -132,4 +128,140 @@ fn a_driver_refusing_a_run_is_an_error_but_keeps_its_instance() {
         launches, 1,
         "the driver was restarted after an error answer"
     );
+}
+
+/// `s` as one word for `sh` (`--driver-cmd` runs its string with `sh -c`),
+/// so paths with spaces or quotes survive.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The `--driver-cmd` line that starts the faulty driver in `mode`.
+fn driver_cmd(mode: &str, state: &Path) -> String {
+    driver::argv(mode, state)
+        .iter()
+        .map(|a| sh_quote(a.to_str().expect("a UTF-8 path")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn bench_driver<'a>(v: &'a Value, name: &str) -> &'a Value {
+    v["drivers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["driver"] == name)
+        .unwrap_or_else(|| panic!("no driver {name} in {v}"))
+}
+
+fn drivers_without_ping_fall_back_to_a_refused_run_and_say_why() {
+    // A space in the state directory's name: the command line is `sh -c`'d.
+    let d = tempfile::Builder::new()
+        .prefix("faulty state ")
+        .tempdir()
+        .unwrap();
+    let (error_state, silent_state) = (d.path().join("error"), d.path().join("silent"));
+    std::fs::create_dir(&error_state).unwrap();
+    std::fs::create_dir(&silent_state).unwrap();
+    let erroring = driver_cmd("ping-error", &error_state);
+    let silent = driver_cmd("ping-silent", &silent_state);
+    let json = d.path().join("bench.json");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sandspec"))
+        .args(["bench", "-n", "2", "--warmup", "0", "--driver", "none"])
+        .args(["--driver-cmd", &erroring, "--driver-cmd", &silent])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+
+    let e = bench_driver(&v, &erroring);
+    assert_eq!(e["roundtrip_method"], "refused_run", "{e}");
+    assert!(
+        e["roundtrip_note"]
+            .as_str()
+            .unwrap()
+            .contains("ping is not supported"),
+        "{e}"
+    );
+    let rt = e["roundtrip_us"].as_f64().unwrap();
+    assert!(rt > 0.0, "roundtrip_us = {rt} is not positive in {e}");
+
+    let s = bench_driver(&v, &silent);
+    assert_eq!(s["roundtrip_method"], "refused_run", "{s}");
+    assert!(
+        s["roundtrip_note"].as_str().unwrap().contains("restarted"),
+        "{s}"
+    );
+    assert_eq!(s["net"]["samples"], 2);
+    // The silent instance was killed, its replacement said bye.
+    let pids = recorded_pids(&silent_state);
+    assert_eq!(pids.len(), 2, "launches of the silent driver: {pids:?}");
+    let alive: Vec<i32> = pids.iter().copied().filter(|p| is_alive(*p)).collect();
+    assert!(alive.is_empty(), "driver processes left alive: {alive:?}");
+}
+
+fn main() {
+    // Started by a test below as the driver: play it and exit.
+    driver::run_if_requested();
+
+    let args = Arguments::from_args();
+    let tests: &[(&str, fn())] = &[
+        (
+            "a_crashing_driver_is_an_error_with_its_stderr_and_the_next_case_runs",
+            a_crashing_driver_is_an_error_with_its_stderr_and_the_next_case_runs,
+        ),
+        (
+            "a_hanging_driver_hits_the_watchdog_and_its_whole_group_is_killed",
+            a_hanging_driver_hits_the_watchdog_and_its_whole_group_is_killed,
+        ),
+        (
+            "a_driver_exiting_mid_run_is_an_error",
+            a_driver_exiting_mid_run_is_an_error,
+        ),
+        (
+            "a_driver_printing_garbage_is_a_protocol_error",
+            a_driver_printing_garbage_is_a_protocol_error,
+        ),
+        (
+            "a_driver_answering_the_wrong_seq_is_a_protocol_error",
+            a_driver_answering_the_wrong_seq_is_a_protocol_error,
+        ),
+        (
+            "a_driver_claiming_another_protocol_version_is_an_error",
+            a_driver_claiming_another_protocol_version_is_an_error,
+        ),
+        (
+            "a_driver_claiming_an_unknown_capability_is_an_error",
+            a_driver_claiming_an_unknown_capability_is_an_error,
+        ),
+        (
+            "a_driver_refusing_a_run_is_an_error_but_keeps_its_instance",
+            a_driver_refusing_a_run_is_an_error_but_keeps_its_instance,
+        ),
+        (
+            "drivers_without_ping_fall_back_to_a_refused_run_and_say_why",
+            drivers_without_ping_fall_back_to_a_refused_run_and_say_why,
+        ),
+    ];
+    let trials = tests
+        .iter()
+        .map(|&(name, f)| {
+            Trial::test(name, move || {
+                f();
+                Ok(())
+            })
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit();
 }

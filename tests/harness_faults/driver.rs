@@ -1,0 +1,403 @@
+//! The fault tests' driver: a deliberately broken sandspec driver, built
+//! into the test binary itself so the tests need nothing but that binary
+//! (no interpreter; the kernel-matrix guest has busybox and static Rust
+//! binaries only).
+//!
+//! usage: `<test binary> --faulty-driver MODE STATE_DIR`
+//!
+//! It speaks protocol 1 and runs argv commands unsandboxed (with the
+//! policy's env, cwd and timeout), except that it misbehaves according to
+//! MODE. On the case `fault.trigger`:
+//!
+//! - `crash`: abort (SIGABRT) after writing a line on stderr;
+//! - `hang`: start a grandchild, then stop answering;
+//! - `exit`: exit 0 mid-run, without answering;
+//! - `garbage`: answer with a line that is not JSON;
+//! - `wrong-seq`: answer with another seq;
+//! - `error`: answer with a protocol `error` message (a fault-free refusal).
+//!
+//! In its handshake:
+//!
+//! - `bad-version`: claim protocol 99 in its first launch;
+//! - `bad-capability`: claim an unknown capability in its first launch.
+//!
+//! On `ping` (every other mode answers `pong`):
+//!
+//! - `ping-error`: answer with an `error` message, "ping is not supported";
+//! - `ping-silent`: never answer.
+//!
+//! In every mode, a run whose policy has a relative path in `read`, `write`
+//! or `exec` gets a `setup_error` of kind `invalid_policy` without running
+//! anything (what `sandspec bench` sends as its "refused run").
+//!
+//! STATE_DIR records launches (`launched`) and pids (`pids`: the driver
+//! and the grandchild of `hang`), so the tests can check that the driver's
+//! whole process group is gone after a fault.
+
+use std::ffi::OsString;
+use std::io::{BufRead, Read, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use sandspec::corpus::case::Capability;
+use sandspec::driver::protocol::{self, DriverInfo, FromDriver, ToDriver, PROTOCOL_VERSION};
+use sandspec::policy::{
+    Command, Outcome, Policy, Program, RunOutput, SetupErrorKind, DEFAULT_PATH,
+};
+use serde_json::{json, Value};
+
+/// argv[1] that makes the test binary the faulty driver.
+const DRIVER_FLAG: &str = "--faulty-driver";
+/// argv[1] that makes the test binary the `hang` mode's grandchild.
+const SLEEPER_FLAG: &str = "--faulty-sleeper";
+/// The case on which the fault modes misbehave.
+const TRIGGER: &str = "fault.trigger";
+/// How long `hang` (and its grandchild) stay silent: far past any watchdog.
+const HANG: Duration = Duration::from_secs(3600);
+
+/// How the driver misbehaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Crash,
+    Hang,
+    Exit,
+    Garbage,
+    WrongSeq,
+    Error,
+    BadVersion,
+    BadCapability,
+    PingError,
+    PingSilent,
+}
+
+/// Each mode and its name on the command line.
+const MODES: &[(&str, Mode)] = &[
+    ("crash", Mode::Crash),
+    ("hang", Mode::Hang),
+    ("exit", Mode::Exit),
+    ("garbage", Mode::Garbage),
+    ("wrong-seq", Mode::WrongSeq),
+    ("error", Mode::Error),
+    ("bad-version", Mode::BadVersion),
+    ("bad-capability", Mode::BadCapability),
+    ("ping-error", Mode::PingError),
+    ("ping-silent", Mode::PingSilent),
+];
+
+impl Mode {
+    fn parse(s: &str) -> Option<Mode> {
+        MODES.iter().find(|(n, _)| *n == s).map(|&(_, m)| m)
+    }
+
+    fn name(self) -> &'static str {
+        MODES
+            .iter()
+            .find(|(_, m)| *m == self)
+            .map_or("unnamed", |&(n, _)| n)
+    }
+}
+
+/// The argv that starts this test binary as the faulty driver.
+pub fn argv(mode: &str, state: &Path) -> Vec<OsString> {
+    vec![
+        current_exe().into(),
+        DRIVER_FLAG.into(),
+        mode.into(),
+        state.into(),
+    ]
+}
+
+/// This test binary.
+pub fn current_exe() -> PathBuf {
+    std::env::current_exe().expect("failed to find the test binary (current_exe)")
+}
+
+/// When this process was started as the faulty driver (or as its `hang`
+/// grandchild), plays that part and exits; otherwise returns at once.
+pub fn run_if_requested() {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    match args.get(1).and_then(|a| a.to_str()) {
+        Some(DRIVER_FLAG) => {
+            let (Some(mode), Some(state)) = (args.get(2), args.get(3)) else {
+                eprintln!("usage: {DRIVER_FLAG} MODE STATE_DIR");
+                std::process::exit(2);
+            };
+            let Some(mode) = mode.to_str().and_then(Mode::parse) else {
+                eprintln!("faulty driver: unknown mode {mode:?}");
+                std::process::exit(2);
+            };
+            std::process::exit(serve(mode, Path::new(state)));
+        }
+        Some(SLEEPER_FLAG) => {
+            std::thread::sleep(HANG);
+            std::process::exit(0);
+        }
+        _ => {}
+    }
+}
+
+/// The driver's loop: one message per stdin line, until `bye` or EOF.
+fn serve(mode: Mode, state: &Path) -> i32 {
+    note_pid(state, std::process::id());
+    for line in std::io::stdin().lock().lines() {
+        let line = match line {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("faulty driver: failed to read stdin: {e}");
+                return 1;
+            }
+        };
+        let msg: ToDriver = match serde_json::from_str(&line) {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("faulty driver: failed to parse {line:?}: {e}");
+                return 1;
+            }
+        };
+        match msg {
+            ToDriver::Hello { .. } => hello(mode, state),
+            ToDriver::Run {
+                seq,
+                case,
+                policy,
+                command,
+            } => run(mode, state, seq, &case, &policy, &command),
+            ToDriver::Ping { seq } => match mode {
+                Mode::PingError => send(&FromDriver::Error {
+                    seq,
+                    message: "ping is not supported".into(),
+                }),
+                Mode::PingSilent => {}
+                _ => send(&FromDriver::Pong { seq }),
+            },
+            ToDriver::Bye => return 0,
+        }
+    }
+    0
+}
+
+fn send_line(bytes: &[u8]) {
+    let mut out = std::io::stdout().lock();
+    // The harness may be gone (it killed us or closed the pipe): nothing
+    // left to tell anyone, so a failed write ends the driver.
+    if out.write_all(bytes).and_then(|()| out.flush()).is_err() {
+        std::process::exit(1);
+    }
+}
+
+fn send(msg: &FromDriver) {
+    send_line(&protocol::line(msg));
+}
+
+fn note_pid(state: &Path, pid: u32) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(state.join("pids"))
+        .expect("failed to open STATE_DIR/pids");
+    writeln!(f, "{pid}").expect("failed to write STATE_DIR/pids");
+}
+
+/// True for the first launch that asks (the marker did not exist yet).
+fn first_launch(state: &Path) -> bool {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(state.join("launched"))
+        .is_ok()
+}
+
+fn hello(mode: Mode, state: &Path) {
+    let first = first_launch(state);
+    let protocol = if mode == Mode::BadVersion && first {
+        99
+    } else {
+        PROTOCOL_VERSION
+    };
+    let capabilities = [
+        Capability::FsRead,
+        Capability::FsWrite,
+        Capability::FsExec,
+        Capability::Timeout,
+        Capability::Env,
+        Capability::Cwd,
+        Capability::Stdin,
+    ]
+    .into_iter()
+    .collect();
+    let hello = FromDriver::Hello {
+        protocol,
+        driver: DriverInfo {
+            name: format!("faulty-{}", mode.name()),
+            version: "0".into(),
+        },
+        capabilities,
+    };
+    if mode == Mode::BadCapability && first {
+        // Not expressible with the crate's types, on purpose.
+        let mut v: Value = serde_json::to_value(&hello).expect("a hello serialises");
+        v["capabilities"]
+            .as_array_mut()
+            .expect("capabilities is a list")
+            .push(json!("fs.teleport"));
+        send_line(&protocol::line(&v));
+    } else {
+        send(&hello);
+    }
+}
+
+fn run(mode: Mode, state: &Path, seq: u64, case: &str, policy: &Policy, command: &Command) {
+    let mut seq = seq;
+    if case == TRIGGER {
+        match mode {
+            Mode::Crash => {
+                eprintln!("faulty driver: about to crash");
+                std::process::abort();
+            }
+            Mode::Hang => {
+                // The grandchild stays in the driver's process group (and
+                // holds its stdout): only a kill of the whole group ends it.
+                // Waiting for it (an hour) is the hang.
+                let mut child = std::process::Command::new(current_exe())
+                    .arg(SLEEPER_FLAG)
+                    .spawn()
+                    .expect("failed to start the hang grandchild");
+                note_pid(state, child.id());
+                let _ = child.wait();
+            }
+            Mode::Exit => std::process::exit(0),
+            Mode::Garbage => {
+                send_line(b"this is not json\n");
+                return;
+            }
+            Mode::WrongSeq => seq += 1000,
+            Mode::Error => {
+                send(&FromDriver::Error {
+                    seq,
+                    message: "backend refused the policy".into(),
+                });
+                return;
+            }
+            Mode::BadVersion | Mode::BadCapability | Mode::PingError | Mode::PingSilent => {}
+        }
+    }
+    match execute(policy, command) {
+        Ok(output) => send(&FromDriver::Result { seq, output }),
+        Err(message) => send(&FromDriver::Error { seq, message }),
+    }
+}
+
+/// Runs the command unsandboxed; Err for what this driver does not support.
+fn execute(policy: &Policy, command: &Command) -> Result<RunOutput, String> {
+    let paths = policy.read.iter().chain(&policy.write).chain(&policy.exec);
+    if let Some(p) = paths.into_iter().find(|p| p.is_relative()) {
+        return Ok(RunOutput::setup_error(
+            SetupErrorKind::InvalidPolicy,
+            format!("relative path in the policy: {}", p.display()),
+        ));
+    }
+    let Program::Argv(argv) = &command.program else {
+        return Err("the faulty driver runs argv commands only, not scripts".into());
+    };
+    let Some((program, args)) = argv.split_first() else {
+        return Ok(RunOutput::setup_error(
+            SetupErrorKind::InvalidPolicy,
+            "empty argv",
+        ));
+    };
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(args)
+        .env_clear()
+        .envs(&policy.env)
+        .current_dir(policy.cwd.as_deref().unwrap_or(Path::new("/")))
+        .stdin(if command.stdin.is_empty() {
+            Stdio::null()
+        } else {
+            Stdio::piped()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own group, so a timeout kills everything it started.
+        .process_group(0);
+    if !policy.env.contains_key("PATH") {
+        cmd.env("PATH", DEFAULT_PATH);
+    }
+    let start = Instant::now();
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            return Ok(RunOutput::setup_error(
+                SetupErrorKind::SpawnFailed,
+                format!("failed to start {program}: {e}"),
+            ))
+        }
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        let bytes = command.stdin.clone();
+        // A command that does not read its stdin closes the pipe: ignored.
+        std::thread::spawn(move || stdin.write_all(&bytes));
+    }
+    let stdout = reader(child.stdout.take());
+    let stderr = reader(child.stderr.take());
+    let (status, timed_out) = wait(child, policy.timeout.map(|t| start + t.0))?;
+    let duration = start.elapsed();
+    let outcome = if timed_out {
+        Outcome::Timeout
+    } else if let Some(code) = status.code() {
+        Outcome::Exited { code }
+    } else {
+        Outcome::Signaled {
+            signal: status.signal().unwrap_or(0),
+        }
+    };
+    Ok(RunOutput {
+        outcome,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+        output_truncated: false,
+        filtered_paths: Vec::new(),
+        duration,
+    })
+}
+
+/// Reads a stream to its end on a thread.
+fn reader<R: Read + Send + 'static>(src: Option<R>) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(mut s) = src {
+            let _ = s.read_to_end(&mut buf);
+        }
+        buf
+    })
+}
+
+/// Waits for the child until `deadline`; past it, kills the child's whole
+/// process group. Returns the status and whether the deadline fired.
+fn wait(mut child: Child, deadline: Option<Instant>) -> Result<(ExitStatus, bool), String> {
+    let pgid = Pid::from_raw(child.id() as i32);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let lost = |e: &dyn std::fmt::Display| format!("failed to wait for the command: {e}");
+    let answer = match deadline {
+        None => rx.recv().map_err(|e| lost(&e))?,
+        Some(d) => match rx.recv_timeout(d.saturating_duration_since(Instant::now())) {
+            Ok(answer) => answer,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                // Not reaped yet (or only just), so the group id is still
+                // the command's to signal.
+                let _ = killpg(pgid, Signal::SIGKILL);
+                let status = rx.recv().map_err(|e| lost(&e))?.map_err(|e| lost(&e))?;
+                return Ok((status, true));
+            }
+            Err(e) => return Err(lost(&e)),
+        },
+    };
+    Ok((answer.map_err(|e| lost(&e))?, false))
+}
