@@ -24,18 +24,39 @@ fn run_basic() -> Command {
     c
 }
 
+/// Landlock works on this kernel. Without it (the kernel matrix boots such
+/// kernels) the reference sandbox refuses every run, and its cases are
+/// skipped with that reason: the tests below check that instead.
+fn landlock_works() -> bool {
+    matches!(
+        sandspec::kernel::landlock(),
+        sandspec::kernel::LandlockSupport::Abi(_)
+    )
+}
+
+const NO_LANDLOCK_SKIP: &str = "SKIP  fixture.echo: the backend requires Landlock ABI 1";
+
 #[test]
 fn a_green_run_exits_0_and_writes_json_and_junit_reports() {
     let d = tempfile::tempdir().unwrap();
     let (json, junit) = (d.path().join("r.json"), d.path().join("r.xml"));
-    run_basic()
+    let run = run_basic()
         .arg("--json")
         .arg(&json)
         .arg("--junit")
         .arg(&junit)
         .assert()
-        .code(0)
-        .stdout(predicate::str::contains("PASS  fixture.echo"))
+        .code(0);
+    if !landlock_works() {
+        run.stdout(predicate::str::contains(NO_LANDLOCK_SKIP));
+        let report = sandspec::harness::report::json::read(&json).unwrap();
+        assert_eq!(report.driver.requires_landlock_abi, Some(1));
+        assert_eq!((report.counts.pass, report.counts.skip), (0, 7));
+        let xml = std::fs::read_to_string(&junit).unwrap();
+        assert!(xml.contains("requires Landlock ABI 1"), "{xml}");
+        return;
+    }
+    run.stdout(predicate::str::contains("PASS  fixture.echo"))
         .stdout(predicate::str::contains(
             "SKIP  fixture.unmet-requirement: needs sandspec-fixture-no-such-program on PATH",
         ))
@@ -108,11 +129,14 @@ fn a_listed_case_that_passes_is_xpass_and_fails_the_gate() {
         d.path(),
         "driver: reference\ncases:\n  fixture.echo: stale\n",
     );
-    run_basic()
-        .arg("--expect")
-        .arg(&x)
-        .assert()
-        .code(1)
+    let run = run_basic().arg("--expect").arg(&x).assert();
+    if !landlock_works() {
+        // A skip stays a skip: neither the expected failure nor a pass.
+        run.code(0)
+            .stdout(predicate::str::contains(NO_LANDLOCK_SKIP));
+        return;
+    }
+    run.code(1)
         .stdout(predicate::str::contains("XPASS fixture.echo"));
 }
 
@@ -186,12 +210,33 @@ fn a_driver_that_cannot_start_is_exit_2_naming_the_driver() {
 
 #[test]
 fn driver_check_accepts_the_reference_over_the_protocol() {
-    sandspec()
+    let run = sandspec()
         .args(["driver-check", "--driver", "reference-proto"])
         .assert()
         .code(0)
         .stdout(predicate::str::contains("handshake: ok"))
-        .stdout(predicate::str::contains("ok ("));
+        .stdout(predicate::str::contains("requires Landlock ABI 1 or later"));
+    if landlock_works() {
+        run.stdout(predicate::str::contains("ok ("));
+    } else {
+        run.stdout(predicate::str::contains("refused as declared"));
+    }
+}
+
+#[test]
+fn driver_check_fails_a_driver_that_runs_below_the_landlock_abi_it_declares() {
+    // Declares it needs Landlock ABI 99 (no kernel has it), then answers
+    // the run as if the command had run: a broken fail-closed promise.
+    let liar = r#"read l; echo '{"type":"hello","protocol":1,"driver":{"name":"liar","version":"0"},"capabilities":[],"requires_landlock_abi":99}'; read l; echo '{"type":"result","seq":1,"outcome":{"exited":{"code":0}},"stdout_b64":"c2FuZHNwZWMtZHJpdmVyLWNoZWNrCg==","stderr_b64":"","duration_us":1}'; read l"#;
+    sandspec()
+        .args(["driver-check", "--driver-cmd", liar])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(
+            "requires Landlock ABI 99 or later",
+        ))
+        .stdout(predicate::str::contains("must refuse"))
+        .stdout(predicate::str::contains("hint:"));
 }
 
 #[test]

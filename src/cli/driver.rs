@@ -48,6 +48,7 @@ pub fn exec(_args: DriverArgs) -> i32 {
                         version: h.version,
                     },
                     capabilities: h.capabilities,
+                    requires_landlock_abi: h.requires_landlock_abi,
                 }
             }
             Ok(ToDriver::Run {

@@ -64,13 +64,21 @@ pub fn exec(args: DriverCheckArgs) -> i32 {
         .iter()
         .map(|c| capability_name(*c))
         .collect();
+    let needs = hello
+        .requires_landlock_abi
+        .map(|n| format!(", requires Landlock ABI {n} or later"))
+        .unwrap_or_default();
     println!(
-        "  handshake: ok: backend {} {}, protocol {}, capabilities: [{}]",
+        "  handshake: ok: backend {} {}, protocol {}, capabilities: [{}]{needs}",
         hello.name,
         hello.version,
         crate::driver::protocol::PROTOCOL_VERSION,
         caps.join(", ")
     );
+    let kernel = crate::kernel::landlock();
+    let below = hello
+        .requires_landlock_abi
+        .filter(|&min| kernel.abi().is_none_or(|abi| abi < min));
     let policy = Policy {
         read: ["/usr", "/lib", "/lib64", "/bin", "/etc"]
             .into_iter()
@@ -93,6 +101,9 @@ pub fn exec(args: DriverCheckArgs) -> i32 {
         Ok(o) => o,
         Err(e) => return explain("run", &e),
     };
+    if let Some(min) = below {
+        return check_refusal(&out.outcome, min, kernel);
+    }
     let want = format!("{MARKER}\n");
     if out.outcome != (Outcome::Exited { code: 0 }) || out.stdout != want.as_bytes() {
         println!(
@@ -151,6 +162,42 @@ pub fn exec(args: DriverCheckArgs) -> i32 {
     };
     println!("the driver works; now run the corpus: sandspec run {how}");
     0
+}
+
+/// On a kernel below the backend's declared Landlock minimum the run must
+/// be refused (fail-closed); the remaining checks need a kernel with it.
+fn check_refusal(outcome: &Outcome, min: u32, kernel: crate::kernel::LandlockSupport) -> i32 {
+    use crate::policy::SetupErrorKind as K;
+    match outcome {
+        Outcome::SetupError {
+            kind: K::LandlockUnavailable | K::LandlockDisabled | K::AbiTooLow,
+            ..
+        } => {
+            println!(
+                "  run `echo {MARKER}`: refused as declared ({}): this kernel's Landlock is \
+                 {kernel}, the backend requires ABI {min}",
+                describe_outcome(outcome)
+            );
+            println!(
+                "the driver keeps its declaration here; check the runs on a kernel with \
+                 Landlock ABI {min} or later"
+            );
+            0
+        }
+        other => {
+            println!(
+                "  run `echo {MARKER}`: FAILED: the backend declares requires_landlock_abi {min} \
+                 and this kernel's Landlock is {kernel}, so it must refuse with a setup_error \
+                 (landlock_unavailable, landlock_disabled or abi_too_low); got {}",
+                describe_outcome(other)
+            );
+            println!(
+                "  hint: a backend that runs without Landlock must not declare \
+                 requires_landlock_abi; one that needs it must refuse, never run unconfined"
+            );
+            1
+        }
+    }
 }
 
 /// The timeout of the `cat` check.

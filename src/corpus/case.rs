@@ -108,6 +108,11 @@ pub struct Requires {
     /// `true`: only as root; `false`: only as a non-root user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root: Option<bool>,
+    /// `true`: only for backends built on Landlock, i.e. whose handshake
+    /// declares `requires_landlock_abi` (a case about refusing to run
+    /// without Landlock means nothing for a backend that does not use it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_requires_landlock: Option<bool>,
 }
 
 /// Closed capability vocabulary, claimed by drivers in `hello`.

@@ -32,6 +32,14 @@ pub struct Hello {
     pub version: String,
     /// What the backend claims to enforce.
     pub capabilities: BTreeSet<Capability>,
+    /// The lowest Landlock ABI the backend runs on at all: on a kernel
+    /// below it (or without Landlock) it refuses every run, fail-closed.
+    /// `None`: the backend does not depend on Landlock. Cases are skipped,
+    /// with that reason, where the running kernel is below it, except the
+    /// cases written for exactly such kernels (see
+    /// [`crate::harness::requirements::check`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requires_landlock_abi: Option<u32>,
 }
 
 /// One run request.

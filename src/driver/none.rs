@@ -62,6 +62,7 @@ impl Driver for NoneDriver {
             name: "none".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             capabilities: super::reference::all_capabilities(),
+            requires_landlock_abi: None,
         })
     }
 

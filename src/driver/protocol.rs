@@ -92,6 +92,10 @@ pub enum FromDriver {
         driver: DriverInfo,
         /// What it claims to enforce.
         capabilities: BTreeSet<Capability>,
+        /// The lowest Landlock ABI the backend runs on at all (optional;
+        /// see [`Hello::requires_landlock_abi`]).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        requires_landlock_abi: Option<u32>,
     },
     /// The outcome of a run.
     Result {
@@ -205,7 +209,13 @@ pub fn parse_reply(line: &[u8]) -> Result<Reply, String> {
 fn parse_hello(obj: Map<String, Value>) -> Result<Hello, String> {
     only_fields(
         &obj,
-        &["type", "protocol", "driver", "capabilities"],
+        &[
+            "type",
+            "protocol",
+            "driver",
+            "capabilities",
+            "requires_landlock_abi",
+        ],
         "hello",
     )?;
     match obj.get("protocol").and_then(Value::as_u64) {
@@ -229,10 +239,23 @@ fn parse_hello(obj: Map<String, Value>) -> Result<Hello, String> {
             .map_err(|_| format!("claims an unknown capability {c}"))?;
         capabilities.insert(cap);
     }
+    let requires_landlock_abi = match obj.get("requires_landlock_abi") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_u64().and_then(|n| u32::try_from(n).ok()) {
+            Some(n) if n >= 1 => Some(n),
+            _ => {
+                return Err(format!(
+                    "sent a hello whose \"requires_landlock_abi\" is not a Landlock ABI \
+                     (an integer of at least 1): {v}"
+                ))
+            }
+        },
+    };
     Ok(Hello {
         name: info.name,
         version: info.version,
         capabilities,
+        requires_landlock_abi,
     })
 }
 
@@ -313,6 +336,27 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("fs.teleport"), "{e}");
+    }
+
+    #[test]
+    fn requires_landlock_abi_is_optional_and_must_be_an_abi() {
+        let hello = |extra: &str| {
+            parse_reply(format!(
+                r#"{{"type":"hello","protocol":1,"driver":{{"name":"x","version":"1"}},"capabilities":[]{extra}}}"#
+            ).as_bytes())
+        };
+        let Ok(Reply::Hello(h)) = hello("") else {
+            panic!("no hello")
+        };
+        assert_eq!(h.requires_landlock_abi, None);
+        let Ok(Reply::Hello(h)) = hello(r#","requires_landlock_abi":6"#) else {
+            panic!("no hello")
+        };
+        assert_eq!(h.requires_landlock_abi, Some(6));
+        for bad in ["0", "-1", "\"6\"", "1.5"] {
+            let e = hello(&format!(r#","requires_landlock_abi":{bad}"#)).unwrap_err();
+            assert!(e.contains("requires_landlock_abi"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -80,6 +80,9 @@ pub fn hello() -> Hello {
         name: BACKEND_NAME.into(),
         version: env!("CARGO_PKG_VERSION").into(),
         capabilities: all_capabilities(),
+        // Landlock is the file and TCP enforcement: without it the sandbox
+        // refuses every run (landlock_unavailable / landlock_disabled).
+        requires_landlock_abi: Some(1),
     }
 }
 

@@ -2,12 +2,12 @@
 //! requirement makes the case a skip whose reason says exactly what is
 //! missing; it is never run and never counted as a pass.
 
-use std::collections::BTreeSet;
 use std::path::Path;
 
-use crate::corpus::case::{Capability, Requires};
+use crate::corpus::case::Requires;
 use crate::corpus::matcher::AbiRequirement;
 use crate::corpus::vocab::capability_name;
+use crate::driver::Hello;
 use crate::kernel::LandlockSupport;
 
 /// Host facts, probed once per run.
@@ -29,18 +29,19 @@ impl HostFacts {
     }
 }
 
-/// Checks `req`; `Err` carries the skip reason (every unmet requirement,
-/// joined by "; ").
-pub fn check(
-    req: &Requires,
-    capabilities: &BTreeSet<Capability>,
-    host: &HostFacts,
-) -> Result<(), String> {
+/// Checks `req` against the driver's handshake and the host; `Err` carries
+/// the skip reason (every unmet requirement, joined by "; ").
+///
+/// A backend that declares `requires_landlock_abi` refuses every run on a
+/// kernel below it; there, a case is skipped with that reason unless its
+/// own `landlock_abi` requirement excludes the backend's minimum (it was
+/// written for such kernels, e.g. `none`: the refusal is what it checks).
+pub fn check(req: &Requires, hello: &Hello, host: &HostFacts) -> Result<(), String> {
     let mut unmet = Vec::new();
     let missing: Vec<String> = req
         .capabilities
         .iter()
-        .filter(|c| !capabilities.contains(c))
+        .filter(|c| !hello.capabilities.contains(c))
         .map(|c| capability_name(*c))
         .collect();
     if !missing.is_empty() {
@@ -55,6 +56,27 @@ pub fn check(
             )),
             Err(e) => unmet.push(e),
         }
+    }
+    if let Some(min) = hello.requires_landlock_abi {
+        let below = host.landlock.abi().is_none_or(|abi| abi < min);
+        let written_for_it = req.landlock_abi.as_deref().is_some_and(|spec| {
+            abi_matches(spec, host.landlock) == Ok(true)
+                && abi_matches(spec, LandlockSupport::Abi(min)) == Ok(false)
+        });
+        if below && !written_for_it {
+            unmet.push(format!(
+                "the backend requires Landlock ABI {min} or later and refuses every run \
+                 without it; this kernel's Landlock is {} (cases written for such \
+                 kernels, with a landlock_abi requirement, still run)",
+                host.landlock
+            ));
+        }
+    } else if req.backend_requires_landlock == Some(true) {
+        unmet.push(
+            "only for backends built on Landlock (the driver's hello declares no \
+             requires_landlock_abi)"
+                .into(),
+        );
     }
     for p in &req.programs {
         if !on_path(p) {
@@ -101,9 +123,20 @@ pub fn on_path(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::corpus::case::Capability;
+    use std::collections::BTreeSet;
 
     fn host(landlock: LandlockSupport, euid: u32) -> HostFacts {
         HostFacts { landlock, euid }
+    }
+
+    fn hello(caps: &[Capability], requires_landlock_abi: Option<u32>) -> Hello {
+        Hello {
+            name: "test".into(),
+            version: "0".into(),
+            capabilities: caps.iter().copied().collect::<BTreeSet<_>>(),
+            requires_landlock_abi,
+        }
     }
 
     #[test]
@@ -126,9 +159,10 @@ mod tests {
             landlock_abi: Some(">=9".into()),
             programs: vec!["sandspec-no-such-program".into(), "sh".into()],
             root: Some(false),
+            backend_requires_landlock: None,
         };
-        let caps: BTreeSet<_> = [Capability::NetDeny].into_iter().collect();
-        let why = check(&req, &caps, &host(LandlockSupport::Abi(7), 0)).unwrap_err();
+        let h = hello(&[Capability::NetDeny], None);
+        let why = check(&req, &h, &host(LandlockSupport::Abi(7), 0)).unwrap_err();
         assert!(why.contains("does not claim script"), "{why}");
         assert!(!why.contains("net.deny"), "{why}");
         assert!(why.contains(">=9") && why.contains("ABI 7"), "{why}");
@@ -144,11 +178,67 @@ mod tests {
             landlock_abi: Some(">=1".into()),
             programs: vec!["sh".into()],
             root: None,
+            backend_requires_landlock: None,
         };
-        let caps: BTreeSet<_> = [Capability::FsRead].into_iter().collect();
+        let h = hello(&[Capability::FsRead], Some(1));
         assert_eq!(
-            check(&req, &caps, &host(LandlockSupport::Abi(3), 1000)),
+            check(&req, &h, &host(LandlockSupport::Abi(3), 1000)),
             Ok(())
         );
+    }
+
+    fn requiring(landlock_abi: Option<&str>, backend_requires_landlock: bool) -> Requires {
+        Requires {
+            capabilities: vec![Capability::FsWrite],
+            landlock_abi: landlock_abi.map(Into::into),
+            programs: vec![],
+            root: None,
+            backend_requires_landlock: backend_requires_landlock.then_some(true),
+        }
+    }
+
+    #[test]
+    fn a_landlock_backend_below_its_minimum_skips_all_but_the_cases_written_for_it() {
+        let reference = hello(&[Capability::FsWrite], Some(1));
+        for kernel in [LandlockSupport::NotBuilt, LandlockSupport::Disabled] {
+            let why = check(&requiring(None, false), &reference, &host(kernel, 0)).unwrap_err();
+            assert!(
+                why.contains("requires Landlock ABI 1") && why.contains("refuses"),
+                "{why}"
+            );
+            // "any" admits the backend's minimum too: not written for this kernel.
+            assert!(check(&requiring(Some("any"), false), &reference, &host(kernel, 0)).is_err());
+            // Written for kernels without Landlock: it runs (its refusal is the check).
+            assert_eq!(
+                check(&requiring(Some("none"), true), &reference, &host(kernel, 0)),
+                Ok(())
+            );
+        }
+        // On a kernel with Landlock the same backend runs everything it claims.
+        assert_eq!(
+            check(
+                &requiring(None, false),
+                &reference,
+                &host(LandlockSupport::Abi(2), 0)
+            ),
+            Ok(())
+        );
+        // A backend that needs ABI 4 skips on ABI 2, except a case for ABI < 4.
+        let newer = hello(&[Capability::FsWrite], Some(4));
+        let two = host(LandlockSupport::Abi(2), 0);
+        assert!(check(&requiring(None, false), &newer, &two)
+            .unwrap_err()
+            .contains("ABI 2"));
+        assert_eq!(check(&requiring(Some("<4"), false), &newer, &two), Ok(()));
+    }
+
+    #[test]
+    fn cases_for_landlock_backends_skip_backends_that_do_not_use_it() {
+        let bwrap_like = hello(&[Capability::FsWrite], None);
+        let kernel = host(LandlockSupport::NotBuilt, 0);
+        let why = check(&requiring(Some("none"), true), &bwrap_like, &kernel).unwrap_err();
+        assert!(why.contains("built on Landlock"), "{why}");
+        // Without Landlock such a backend still runs the ordinary cases.
+        assert_eq!(check(&requiring(None, false), &bwrap_like, &kernel), Ok(()));
     }
 }

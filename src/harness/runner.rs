@@ -194,14 +194,14 @@ impl Harness {
             r.duration = t0.elapsed();
             r
         };
-        let caps = match slot.hello() {
-            Ok(h) => h.capabilities.clone(),
+        let hello = match slot.hello() {
+            Ok(h) => h.clone(),
             Err(e) => {
                 slot.discard();
                 return done(r, Status::Error, Some(format!("{e} (case {})", case.id)));
             }
         };
-        if let Err(why) = requirements::check(&case.requires, &caps, &self.host) {
+        if let Err(why) = requirements::check(&case.requires, &hello, &self.host) {
             return done(r, Status::Skip, Some(why));
         }
         let mut phases = vec![Phase::Main];

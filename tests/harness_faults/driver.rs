@@ -237,6 +237,7 @@ fn hello(mode: Mode, state: &Path) {
             version: "0".into(),
         },
         capabilities,
+        requires_landlock_abi: None,
     };
     if mode == Mode::BadCapability && first {
         // Not expressible with the crate's types, on purpose.

@@ -313,7 +313,7 @@ def serve(make_backend, name):
 
     ``make_backend()`` is called after the stdio is protected (so an import
     that prints cannot corrupt the stream) and returns an object with
-    ``hello() -> {"name","version","capabilities"}`` and
+    ``hello() -> {"name","version","capabilities"[,"requires_landlock_abi"]}`` and
     ``run(Request) -> result dict``.
     """
     global DRIVER_NAME
@@ -357,12 +357,15 @@ def serve(make_backend, name):
                 send({"type": "error", "seq": 0, "message": str(backend_error)})
                 return 2
             hello = backend.hello()
-            send({
+            answer = {
                 "type": "hello",
                 "protocol": PROTOCOL,
                 "driver": {"name": hello["name"], "version": hello["version"]},
                 "capabilities": sorted(hello["capabilities"]),
-            })
+            }
+            if hello.get("requires_landlock_abi") is not None:
+                answer["requires_landlock_abi"] = hello["requires_landlock_abi"]
+            send(answer)
         elif kind == "run":
             seq = msg.get("seq")
             if not isinstance(seq, int):

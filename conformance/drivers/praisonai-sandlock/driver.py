@@ -105,7 +105,14 @@ class Backend:
         self.script_api = script_api
 
     def hello(self):
-        return {"name": "praisonai-sandlock", "version": self.version, "capabilities": CAPABILITIES}
+        import sandlock
+
+        try:
+            need = int(sandlock.min_landlock_abi())
+        except Exception:  # noqa: BLE001 - then the hello leaves it out
+            need = None
+        return {"name": "praisonai-sandlock", "version": self.version, "capabilities": CAPABILITIES,
+                "requires_landlock_abi": need if need and need >= 1 else None}
 
     def run(self, req):
         from praisonai_sandbox.sandlock import SandlockSandbox

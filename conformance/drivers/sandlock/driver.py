@@ -59,6 +59,16 @@ CAPABILITIES = [
 ]
 
 
+def min_landlock_abi(sl):
+    """The lowest Landlock ABI sandlock runs on (it refuses below it), for
+    the hello's requires_landlock_abi; None if sandlock cannot say."""
+    try:
+        need = int(sl.min_landlock_abi())
+    except Exception:  # noqa: BLE001 - then the hello leaves it out
+        return None
+    return need if need >= 1 else None
+
+
 def landlock_state(sl):
     """(setup error kind, explanation) from sandlock's own Landlock probe,
     for a run sandlock could not create. sandlock reports -1 both when
@@ -85,7 +95,8 @@ class SandlockBackend:
         self.sandlock = sandlock
 
     def hello(self):
-        return {"name": "sandlock", "version": self.sandlock.__version__, "capabilities": CAPABILITIES}
+        return {"name": "sandlock", "version": self.sandlock.__version__, "capabilities": CAPABILITIES,
+                "requires_landlock_abi": min_landlock_abi(self.sandlock)}
 
     def _sandbox_kwargs(self, req, extra_readable):
         sl = self.sandlock

@@ -48,6 +48,9 @@ pub struct DriverInfo {
     pub version: String,
     /// The capabilities it claimed.
     pub capabilities: Vec<String>,
+    /// The lowest Landlock ABI it runs on, if it declared one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requires_landlock_abi: Option<u32>,
 }
 
 /// Counts per status.
@@ -112,6 +115,7 @@ pub fn build(info: &RunInfo, results: &[CaseResult]) -> RunReport {
                 .iter()
                 .map(|c| crate::corpus::vocab::capability_name(*c))
                 .collect(),
+            requires_landlock_abi: info.backend.requires_landlock_abi,
         },
         kernel: info.kernel.clone(),
         counts: CountsJson {
