@@ -73,3 +73,27 @@ fn list_rejects_an_unknown_tag_with_exit_2() {
         .code(2)
         .stderr(predicate::str::contains("unknown tag \"isolaton\""));
 }
+
+#[test]
+fn a_reader_that_stops_early_does_not_make_it_panic() {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sandspec"))
+        .arg("list")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the read end before it writes: like `sandspec list | head -0`.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // Ended by SIGPIPE like any filter; or, had it written everything
+    // before the pipe closed (a slow start of this test), exit 0.
+    use std::os::unix::process::ExitStatusExt;
+    assert!(
+        out.status.signal() == Some(libc::SIGPIPE) || out.status.success(),
+        "{:?}",
+        out.status
+    );
+}

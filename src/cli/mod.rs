@@ -54,8 +54,31 @@ pub enum Commands {
     Schema,
 }
 
+/// For commands that only print: `sandspec probe | head` ends like `cat`
+/// would, killed by SIGPIPE, instead of panicking on the failed write (Rust
+/// ignores SIGPIPE by default). Commands that write to pipes of their own
+/// (drivers' stdin, a sandboxed command's stdin) keep it ignored: a dead
+/// reader there is an error to report, not a reason to die.
+fn end_quietly_on_a_closed_stdout() {
+    // SAFETY: restoring a signal's default disposition is async-signal-safe
+    // and touches no memory; it runs before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// Runs the parsed command line; returns the process exit code.
 pub fn main(cli: Cli) -> i32 {
+    if matches!(
+        cli.command,
+        Commands::Probe(_)
+            | Commands::List(_)
+            | Commands::Report(_)
+            | Commands::Expectations(_)
+            | Commands::Schema
+    ) {
+        end_quietly_on_a_closed_stdout();
+    }
     match cli.command {
         Commands::Sandbox(a) => sandbox::exec(*a),
         Commands::Probe(a) => probe::exec(a),
