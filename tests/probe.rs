@@ -269,6 +269,14 @@ fn tcp_bind_to_a_port_in_use_fails() {
 }
 
 #[test]
+fn udp_socket_only_creates_a_socket() {
+    let (c, v) = run(&["udp-socket"]);
+    assert_ok(c, &v, "udp-socket");
+    let (c, v) = run(&["udp-socket", "extra"]);
+    assert_eq!(c, 2, "{v}");
+}
+
+#[test]
 fn udp_send_delivers_one_datagram() {
     let s = UdpSocket::bind(loopback(0)).expect("bind");
     s.set_read_timeout(Some(Duration::from_secs(5)))

@@ -239,6 +239,44 @@ fn network_deny_blocks_tcp_and_udp_to_loopback() {
     assert_eq!(udp.count(), 0, "a datagram got through network: deny");
 }
 
+/// Where UDP is refused depends on the kernel: Landlock controls UDP from
+/// ABI 10, so there the socket is made and the send refused by Landlock;
+/// below it the seccomp filter refuses socket(2) itself. The kernel matrix
+/// runs both paths (7.2 and 7.3 the first, the other Landlock rows the second).
+#[test]
+fn udp_is_denied_by_landlock_from_abi_10_and_by_seccomp_below() {
+    if !landlock_or_refusal() {
+        return;
+    }
+    let udp = UdpOracle::new();
+    let p = base_policy();
+    let sock = run_probe(&p, &["udp-socket"]);
+    let send = run_probe(&p, &["udp-send", &udp.addr()]);
+    assert!(!ok(&send), "{:?}", report(&send));
+    assert_eq!(udp.count(), 0, "a datagram got through network: deny");
+    if abi() >= 10 {
+        assert!(
+            ok(&sock),
+            "ABI {}: Landlock controls UDP, so socket(2) is allowed: {:?}",
+            abi(),
+            report(&sock)
+        );
+        assert_eq!(errno(&send), "EACCES", "{:?}", report(&send));
+    } else {
+        assert!(
+            !ok(&sock),
+            "ABI {}: UDP must be refused at socket(2): {:?}",
+            abi(),
+            report(&sock)
+        );
+        assert!(
+            ["EPERM", "EACCES"].contains(&errno(&sock).as_str()),
+            "{:?}",
+            report(&sock)
+        );
+    }
+}
+
 #[test]
 fn network_allow_lets_tcp_and_udp_through() {
     if !landlock_or_refusal() {

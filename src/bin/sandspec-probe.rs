@@ -53,7 +53,8 @@ usage: sandspec-probe OP [ARGS...]
   open-many N                 cpu-burn SECS               setsid-daemon [HOLD_SECS]
   kill-outside PID [SIGNAL]   signal-self SIGNAL          exit CODE
   sleep SECS                  flood BYTES                 env
-  cwd                         stdin                       write-stderr TEXT";
+  cwd                         stdin                       write-stderr TEXT
+udp-socket";
 
 /// The C entry point (see the crate docs for why not Rust's `main`).
 #[cfg(not(test))]
@@ -115,6 +116,10 @@ fn dispatch(op: &str, a: &Args) -> Result<Report, String> {
         "udp-send" => {
             a.expect(1, 1, "HOST:PORT")?;
             net::udp_send(args::addr(a.str(0)?)?)
+        }
+        "udp-socket" => {
+            a.expect(0, 0, "")?;
+            net::udp_socket_only()
         }
         "dns-query" => {
             a.expect(2, 2, "HOST:PORT NAME")?;

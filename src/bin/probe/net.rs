@@ -62,6 +62,17 @@ pub fn udp_send(addr: SocketAddr) -> Report {
     }
 }
 
+/// `udp-socket`: only create an IPv4 UDP socket. Tells where a UDP deny
+/// sits: a seccomp filter refuses socket(2) itself, while Landlock (ABI 10+)
+/// lets the socket be made and refuses the send or bind.
+pub fn udp_socket_only() -> Report {
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    match udp_socket(&any) {
+        Ok(_) => Report::ok("udp-socket", None),
+        Err(e) => Report::os_error("udp-socket", &e),
+    }
+}
+
 /// `dns-query HOST:PORT NAME`: ask for A records, wait up to 2 s. ok = a
 /// response with our id and RCODE 0 arrived; value = its answer count.
 pub fn dns_query(addr: SocketAddr, name: &str) -> Report {
