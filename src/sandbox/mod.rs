@@ -299,7 +299,7 @@ impl Sandbox {
             envp: envp_p.as_ptr(),
             cwd: self.cwd.as_ptr(),
             timeout: self.timeout.map(|d| libc::timespec {
-                tv_sec: d.as_secs() as libc::time_t,
+                tv_sec: d.as_secs() as _,
                 tv_nsec: d.subsec_nanos() as libc::c_long,
             }),
         };

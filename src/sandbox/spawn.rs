@@ -1092,7 +1092,7 @@ fn remaining(start: libc::timespec, timeout: libc::timespec) -> Option<libc::tim
         return None;
     }
     Some(libc::timespec {
-        tv_sec: (left / 1_000_000_000) as libc::time_t,
+        tv_sec: (left / 1_000_000_000) as _,
         tv_nsec: (left % 1_000_000_000) as libc::c_long,
     })
 }

@@ -91,7 +91,7 @@ fn sleep_fully(secs: u32) {
 
 fn sleep_ms(ms: u64) {
     let mut req = libc::timespec {
-        tv_sec: (ms / 1000) as libc::time_t,
+        tv_sec: (ms / 1000) as _,
         tv_nsec: ((ms % 1000) * 1_000_000) as libc::c_long,
     };
     loop {
