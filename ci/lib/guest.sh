@@ -97,6 +97,7 @@ guest_initramfs() {
   local users
   while IFS=$'\t' read -r name path; do
     [[ $name =~ $KM_TESTS ]] || continue
+    [[ -n $KM_HOST_ONLY && $name =~ $KM_HOST_ONLY ]] && continue
     stage_binary "$path" "$stage"
     users=root
     [[ $name =~ $KM_AS_NOBODY ]] && users="root nobody"
