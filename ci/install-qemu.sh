@@ -4,7 +4,8 @@
 #   the machine's backports qemu-utils), through a private apt config;
 # - musl-tools (musl-gcc: a dependency's build script compiles C for the
 #   musl target);
-# - cpio, to pack the initramfs (busybox's cpio applet here cannot create).
+# - cpio, to pack the initramfs (busybox's cpio applet here cannot create);
+# - jq, to read cargo's build messages.
 # Never edits /etc/apt. Idempotent.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -41,18 +42,33 @@ install_qemu() {
   apt-get "${opts[@]}" clean >&2 || true
 }
 
+# apt-get install from the system's lists; on a fresh machine they may be
+# empty or stale, so on failure refresh them once and try again.
+apt_install() {
+  apt-get "${apt_install_opts[@]}" install "$@" >&2 && return 0
+  log "apt-get install $* failed; refreshing the package lists and retrying"
+  apt-get -o DPkg::Lock::Timeout=300 update >&2 && apt-get "${apt_install_opts[@]}" install "$@" >&2
+}
+
 install_musl_gcc() {
   command -v musl-gcc >/dev/null && return 0
   log "installing musl-tools"
-  apt-get "${apt_install_opts[@]}" install musl-tools >&2 || log "failed to install musl-tools; the guest build falls back to glibc +crt-static"
+  apt_install musl-tools || log "failed to install musl-tools; the guest build falls back to glibc +crt-static"
 }
 
 install_cpio() {
   command -v cpio >/dev/null && return 0
   log "installing cpio"
-  apt-get "${apt_install_opts[@]}" install cpio >&2 || die "failed to install cpio"
+  apt_install cpio || die "failed to install cpio"
+}
+
+install_jq() {
+  command -v jq >/dev/null && return 0
+  log "installing jq"
+  apt_install jq || die "failed to install jq (reads cargo's build messages)"
 }
 
 install_qemu
 install_musl_gcc
 install_cpio
+install_jq

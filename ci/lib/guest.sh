@@ -103,6 +103,8 @@ guest_initramfs() {
     [[ $name =~ $KM_AS_NOBODY ]] && users="root nobody"
     printf '%s\t%s\t%s\t%s\n' "$name" "$path" "$KM_ROOT" "$users" >>"$stage/sandspec/tests"
   done <"$list"
+  [[ -s $stage/sandspec/tests ]] || die "no test binary matches --tests '$KM_TESTS' outside --host-only '$KM_HOST_ONLY'"
+  cp "$stage/sandspec/tests" "$KM_OUT/guest-tests.list"
   local target_dir
   target_dir=$(cd "$KM_ROOT" && cargo metadata --format-version 1 --no-deps | jq -r .target_directory) ||
     die "failed to read cargo's target directory"
