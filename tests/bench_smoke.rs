@@ -4,9 +4,13 @@
 //! long anything took. (The fallback for drivers without `ping` is checked
 //! in harness_faults.rs, whose binary can play such a driver.)
 
+#[path = "common/bench_json.rs"]
+mod bench_json;
+
 use std::path::PathBuf;
 use std::process::Output;
 
+use bench_json::{driver, text};
 use serde_json::Value;
 
 fn sandspec() -> PathBuf {
@@ -35,30 +39,12 @@ fn bench(args: &[&str]) -> (Output, Value) {
     (out, v)
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 fn positive(v: &Value, field: &str) -> f64 {
     let x = v[field]
         .as_f64()
         .unwrap_or_else(|| panic!("{field} is not a number in {v}"));
     assert!(x > 0.0, "{field} = {x} is not positive in {v}");
     x
-}
-
-fn driver<'a>(v: &'a Value, name: &str) -> &'a Value {
-    v["drivers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["driver"] == name)
-        .unwrap_or_else(|| panic!("no driver {name} in {v}"))
 }
 
 fn assert_machine_facts(v: &Value) {

@@ -8,13 +8,15 @@
 //! (Runs with libtest-mimic, `harness = false`, so that `main` can play the
 //! driver: no interpreter is needed, as in the kernel-matrix guest.)
 
+#[path = "common/bench_json.rs"]
+mod bench_json;
 #[path = "harness_faults/driver.rs"]
 mod driver;
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::time::Duration;
 
+use bench_json::text;
 use libtest_mimic::{Arguments, Trial};
 use sandspec::corpus;
 use sandspec::driver::process::ProcessFactory;
@@ -145,24 +147,6 @@ fn driver_cmd(mode: &str, state: &Path) -> String {
         .join(" ")
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn bench_driver<'a>(v: &'a Value, name: &str) -> &'a Value {
-    v["drivers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["driver"] == name)
-        .unwrap_or_else(|| panic!("no driver {name} in {v}"))
-}
-
 fn drivers_without_ping_fall_back_to_a_refused_run_and_say_why() {
     // A space in the state directory's name: the command line is `sh -c`'d.
     let d = tempfile::Builder::new()
@@ -185,7 +169,7 @@ fn drivers_without_ping_fall_back_to_a_refused_run_and_say_why() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
 
-    let e = bench_driver(&v, &erroring);
+    let e = bench_json::driver(&v, &erroring);
     assert_eq!(e["roundtrip_method"], "refused_run", "{e}");
     assert!(
         e["roundtrip_note"]
@@ -197,7 +181,7 @@ fn drivers_without_ping_fall_back_to_a_refused_run_and_say_why() {
     let rt = e["roundtrip_us"].as_f64().unwrap();
     assert!(rt > 0.0, "roundtrip_us = {rt} is not positive in {e}");
 
-    let s = bench_driver(&v, &silent);
+    let s = bench_json::driver(&v, &silent);
     assert_eq!(s["roundtrip_method"], "refused_run", "{s}");
     assert!(
         s["roundtrip_note"].as_str().unwrap().contains("restarted"),
