@@ -5,8 +5,8 @@
 //!
 //! usage: `<test binary> --faulty-driver MODE STATE_DIR`
 //!
-//! It speaks protocol 1 and runs argv commands unsandboxed (with the
-//! policy's env, cwd and timeout), except that it misbehaves according to
+//! It speaks protocol 1 and runs commands unsandboxed through the `none`
+//! driver (the policy's env, cwd and timeout), except that it misbehaves according to
 //! MODE. On the case `fault.trigger`:
 //!
 //! - `crash`: abort (SIGABRT) after writing a line on stderr;
@@ -35,20 +35,15 @@
 //! whole process group is gone after a fault.
 
 use std::ffi::OsString;
-use std::io::{BufRead, Read, Write};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
 use sandspec::corpus::case::Capability;
+use sandspec::driver::none::NoneFactory;
 use sandspec::driver::protocol::{self, DriverInfo, FromDriver, ToDriver, PROTOCOL_VERSION};
-use sandspec::policy::{
-    Command, Outcome, Policy, Program, RunOutput, SetupErrorKind, DEFAULT_PATH,
-};
+use sandspec::driver::{DriverFactory, RunRequest};
+use sandspec::policy::{Command, Policy, RunOutput, SetupErrorKind};
 use serde_json::{json, Value};
 
 /// argv[1] that makes the test binary the faulty driver.
@@ -287,14 +282,16 @@ fn run(mode: Mode, state: &Path, seq: u64, case: &str, policy: &Policy, command:
             Mode::BadVersion | Mode::BadCapability | Mode::PingError | Mode::PingSilent => {}
         }
     }
-    match execute(policy, command) {
+    match execute(seq, case, policy, command) {
         Ok(output) => send(&FromDriver::Result { seq, output }),
         Err(message) => send(&FromDriver::Error { seq, message }),
     }
 }
 
-/// Runs the command unsandboxed; Err for what this driver does not support.
-fn execute(policy: &Policy, command: &Command) -> Result<RunOutput, String> {
+/// Runs the command unsandboxed, as the `none` driver does; a relative
+/// path in the policy is refused first (what `sandspec bench` sends as its
+/// "refused run"). Err: the none driver's own fault, as a message.
+fn execute(seq: u64, case: &str, policy: &Policy, command: &Command) -> Result<RunOutput, String> {
     let paths = policy.read.iter().chain(&policy.write).chain(&policy.exec);
     if let Some(p) = paths.into_iter().find(|p| p.is_relative()) {
         return Ok(RunOutput::setup_error(
@@ -302,103 +299,15 @@ fn execute(policy: &Policy, command: &Command) -> Result<RunOutput, String> {
             format!("relative path in the policy: {}", p.display()),
         ));
     }
-    let Program::Argv(argv) = &command.program else {
-        return Err("the faulty driver runs argv commands only, not scripts".into());
+    let req = RunRequest {
+        seq,
+        case: case.into(),
+        policy: policy.clone(),
+        command: command.clone(),
     };
-    let Some((program, args)) = argv.split_first() else {
-        return Ok(RunOutput::setup_error(
-            SetupErrorKind::InvalidPolicy,
-            "empty argv",
-        ));
-    };
-    let mut cmd = std::process::Command::new(program);
-    cmd.args(args)
-        .env_clear()
-        .envs(&policy.env)
-        .current_dir(policy.cwd.as_deref().unwrap_or(Path::new("/")))
-        .stdin(if command.stdin.is_empty() {
-            Stdio::null()
-        } else {
-            Stdio::piped()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // Its own group, so a timeout kills everything it started.
-        .process_group(0);
-    if !policy.env.contains_key("PATH") {
-        cmd.env("PATH", DEFAULT_PATH);
-    }
-    let start = Instant::now();
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            return Ok(RunOutput::setup_error(
-                SetupErrorKind::SpawnFailed,
-                format!("failed to start {program}: {e}"),
-            ))
-        }
-    };
-    if let Some(mut stdin) = child.stdin.take() {
-        let bytes = command.stdin.clone();
-        // A command that does not read its stdin closes the pipe: ignored.
-        std::thread::spawn(move || stdin.write_all(&bytes));
-    }
-    let stdout = reader(child.stdout.take());
-    let stderr = reader(child.stderr.take());
-    let (status, timed_out) = wait(child, policy.timeout.map(|t| start + t.0))?;
-    let duration = start.elapsed();
-    let outcome = if timed_out {
-        Outcome::Timeout
-    } else if let Some(code) = status.code() {
-        Outcome::Exited { code }
-    } else {
-        Outcome::Signaled {
-            signal: status.signal().unwrap_or(0),
-        }
-    };
-    Ok(RunOutput {
-        outcome,
-        stdout: stdout.join().unwrap_or_default(),
-        stderr: stderr.join().unwrap_or_default(),
-        output_truncated: false,
-        filtered_paths: Vec::new(),
-        duration,
-    })
-}
-
-/// Reads a stream to its end on a thread.
-fn reader<R: Read + Send + 'static>(src: Option<R>) -> std::thread::JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        if let Some(mut s) = src {
-            let _ = s.read_to_end(&mut buf);
-        }
-        buf
-    })
-}
-
-/// Waits for the child until `deadline`; past it, kills the child's whole
-/// process group. Returns the status and whether the deadline fired.
-fn wait(mut child: Child, deadline: Option<Instant>) -> Result<(ExitStatus, bool), String> {
-    let pgid = Pid::from_raw(child.id() as i32);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait());
-    });
-    let lost = |e: &dyn std::fmt::Display| format!("failed to wait for the command: {e}");
-    let answer = match deadline {
-        None => rx.recv().map_err(|e| lost(&e))?,
-        Some(d) => match rx.recv_timeout(d.saturating_duration_since(Instant::now())) {
-            Ok(answer) => answer,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                // Not reaped yet (or only just), so the group id is still
-                // the command's to signal.
-                let _ = killpg(pgid, Signal::SIGKILL);
-                let status = rx.recv().map_err(|e| lost(&e))?.map_err(|e| lost(&e))?;
-                return Ok((status, true));
-            }
-            Err(e) => return Err(lost(&e)),
-        },
-    };
-    Ok((answer.map_err(|e| lost(&e))?, false))
+    // none enforces the policy's timeout itself; this only bounds a hang.
+    let watchdog =
+        policy.timeout.map_or(Duration::from_secs(60), |t| t.0) + Duration::from_secs(10);
+    let mut none = NoneFactory.spawn(None).map_err(|e| e.to_string())?;
+    none.run(&req, watchdog).map_err(|e| e.to_string())
 }
