@@ -250,7 +250,10 @@ class Backend:
             started = time.monotonic()
             try:
                 p = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     pass_fds=(status_w,), start_new_session=True, preexec_fn=preexec)
+                                     pass_fds=(status_w,), start_new_session=True,
+                                     # No preexec_fn without limits: Python then spawns with
+                                     # vfork instead of fork + a Python callback.
+                                     preexec_fn=preexec if limits else None)
             except OSError as e:
                 os.close(status_r)
                 os.close(status_w)
