@@ -22,7 +22,8 @@ pub struct Observation<'a> {
     pub oracles: &'a Observations,
     /// The probe's report, if it printed one.
     pub probe: Option<&'a ProbeReport>,
-    /// Pids from the probe's report still alive after the run.
+    /// Host pids of processes started from this run's probe still alive
+    /// after the run (`crate::oracle::processes_naming`).
     pub survivors: &'a [i32],
 }
 
@@ -88,13 +89,15 @@ pub fn evaluate(expect: &Expect, obs: &Observation<'_>) -> Result<(), String> {
         match obs.probe.and_then(ProbeReport::pids) {
             None => {
                 return Err(format!(
-                    "expected no survivors, but the probe reported no pids to check{}",
+                    "expected no survivors, but the probe reported no pids: nothing shows \
+                     it started the processes to look for{}",
                     output_context(out)
                 ))
             }
             Some(_) if !obs.survivors.is_empty() => {
                 return Err(format!(
-                    "expected no survivors, but pids {:?} were still alive after the run",
+                    "expected no survivors, but processes started from the probe were still \
+                     alive after the run (host pids {:?})",
                     obs.survivors
                 ))
             }

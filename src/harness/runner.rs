@@ -15,7 +15,7 @@ use crate::corpus::setup::{command, materialize};
 use crate::corpus::template::expand;
 use crate::corpus::LoadedCase;
 use crate::driver::{DriverError, RunRequest};
-use crate::oracle::{survivors, Oracles};
+use crate::oracle::{processes_naming, Oracles};
 use crate::policy::{Outcome, Policy, RunOutput};
 
 /// How the harness runs cases.
@@ -266,15 +266,23 @@ impl Harness {
             .map_err(|e| h("create the scratch directory")(e.to_string()))?;
         let oracles = Oracles::start(&case.oracles, self.rt.handle())
             .map_err(|e| h("start the oracles")(e.to_string()))?;
+        // `${PROBE}` is a link to the probe in a directory of this run's
+        // own: everything the command starts from it carries that path in
+        // its argv, which is how survivors are found by the host's pids
+        // (see `processes_naming`), pid namespaces or not.
+        let probe_dir = tempfile::Builder::new()
+            .prefix("sandspec-probe-")
+            .tempdir()
+            .map_err(|e| h("create the probe's directory")(e.to_string()))?;
+        let probe_link = probe_dir.path().join("sandspec-probe");
+        std::os::unix::fs::symlink(&self.config.probe, &probe_link)
+            .map_err(|e| h("link the probe into its directory")(e.to_string()))?;
         let mut vars: BTreeMap<String, String> = oracles.vars();
         vars.insert(
             "SCRATCH".into(),
             scratch.path().to_string_lossy().into_owned(),
         );
-        vars.insert(
-            "PROBE".into(),
-            self.config.probe.to_string_lossy().into_owned(),
-        );
+        vars.insert("PROBE".into(), probe_link.to_string_lossy().into_owned());
         let prepared = (|| {
             let x = expand(case, &vars).map_err(h("expand the case's templates"))?;
             materialize(&x.setup, scratch.path())
@@ -305,7 +313,13 @@ impl Harness {
                 return Err(PhaseError::Harness("the case has no control".into()));
             }
         };
-        for p in &self.probe_exec {
+        // The link's directory too, for backends that build a filesystem
+        // view from the policy's paths (Landlock checks the probe itself).
+        for p in self
+            .probe_exec
+            .iter()
+            .chain([&probe_dir.path().to_path_buf()])
+        {
             if !policy.exec.contains(p) {
                 policy.exec.push(p.clone());
             }
@@ -327,12 +341,10 @@ impl Harness {
         let seen = oracles.finish();
         let output = result.map_err(PhaseError::Driver)?;
         let probe = ProbeReport::find(&output);
-        let alive = probe
-            .as_ref()
-            .and_then(ProbeReport::pids)
-            .map(|pids| survivors(&pids))
-            .unwrap_or_default();
-        // Survivors are a failure, and then litter: remove them.
+        let alive = processes_naming(probe_dir.path());
+        // Survivors are a failure, and then litter: remove them (only these:
+        // pids a probe reports from inside a pid namespace are not the
+        // host's, and must never be signalled).
         for pid in &alive {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(*pid),

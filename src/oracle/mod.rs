@@ -3,8 +3,9 @@
 //!
 //! Each case gets its own [`Oracles`]: listeners on 127.0.0.1 with
 //! ephemeral ports (never any other address), and a victim process. After
-//! the run, [`Oracles::finish`] says what arrived; [`survivors`] checks
-//! that pids a case reported are gone.
+//! the run, [`Oracles::finish`] says what arrived; [`processes_naming`]
+//! finds what a case's command left running, by the host's pids (and
+//! [`survivors`] checks given host pids are gone).
 //!
 //! - [`OracleKind::Tcp`], [`OracleKind::Tcp2`]: TCP listeners counting
 //!   accepted connections (closed right away).
@@ -28,7 +29,7 @@ use tokio::runtime::Handle;
 
 use crate::corpus::case::OracleKind;
 use listener::{Listener, Role};
-pub use survivors::survivors;
+pub use survivors::{processes_naming, survivors};
 use victim::Victim;
 
 /// The oracles of one case, running.

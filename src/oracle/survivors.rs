@@ -1,5 +1,8 @@
 //! Which processes are still alive, read from /proc.
 
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
 /// The state letter of `pid` from /proc/<pid>/stat (`R`, `S`, `Z`...), or
 /// `None` if there is no such process (or /proc cannot tell).
 pub(crate) fn proc_state(pid: i32) -> Option<char> {
@@ -27,6 +30,38 @@ pub(crate) fn is_alive(pid: i32) -> bool {
 /// failure, never a missed survivor.
 pub fn survivors(pids: &[i32]) -> Vec<i32> {
     pids.iter().copied().filter(|&pid| is_alive(pid)).collect()
+}
+
+/// Live processes (host pids) with an argument that is `marker` or a path
+/// below it, read from every /proc/<pid>/cmdline the harness can see.
+///
+/// The harness runs each case's `${PROBE}` through a path of its own (a
+/// link in a fresh directory, `marker`), so whatever a case's command starts
+/// from the probe carries that path in its argv: this finds it by the
+/// host's pids even when the backend runs the command in a pid namespace,
+/// where pids the probe reports mean nothing to the host. Processes of
+/// other users whose cmdline cannot be read are not seen (a sandbox runs
+/// the command as the harness's user).
+pub fn processes_naming(marker: &Path) -> Vec<i32> {
+    let marker = marker.as_os_str().as_bytes();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found: Vec<i32> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+                cmdline.split(|&b| b == 0).any(|arg| {
+                    arg.strip_prefix(marker)
+                        .is_some_and(|rest| rest.is_empty() || rest[0] == b'/')
+                })
+            })
+        })
+        .filter(|&pid| is_alive(pid))
+        .collect();
+    found.sort_unstable();
+    found
 }
 
 #[cfg(test)]
@@ -93,5 +128,36 @@ mod tests {
         assert_eq!(survivors(&[d, l, 0, -1]), vec![l]);
         live.kill().expect("kill");
         live.wait().expect("wait");
+    }
+
+    #[test]
+    fn processes_naming_finds_a_command_by_an_argument_under_the_marker() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let marker = dir.path().join("probe");
+        // `; :` keeps sh from exec'ing sleep, so sh itself stays, with the
+        // marker as its $0.
+        let mut sh = Command::new("sh")
+            .args(["-c", "sleep 30; :"])
+            .arg(&marker)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn sh");
+        let pid = sh.id() as i32;
+        let mut found = Vec::new();
+        // /proc shows the new argv once exec is done: a moment after spawn.
+        for _ in 0..200 {
+            found = processes_naming(dir.path());
+            if !found.is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(found, vec![pid]);
+        assert_eq!(processes_naming(&marker), vec![pid]);
+        // A path that is only a prefix of the argument's name is no match.
+        assert!(processes_naming(&dir.path().join("pro")).is_empty());
+        sh.kill().expect("kill");
+        sh.wait().expect("wait");
+        assert!(processes_naming(dir.path()).is_empty());
     }
 }
