@@ -66,8 +66,7 @@ pub fn check(req: &Requires, hello: &Hello, host: &HostFacts) -> Result<(), Stri
         if below && !written_for_it {
             unmet.push(format!(
                 "the backend requires Landlock ABI {min} or later and refuses every run \
-                 without it; this kernel's Landlock is {} (cases written for such \
-                 kernels, with a landlock_abi requirement, still run)",
+                 without it; this kernel's Landlock is {}",
                 host.landlock
             ));
         }
