@@ -6,6 +6,14 @@
 //! the runtime: it takes the lock, marks the listener stopped, drains what
 //! the kernel has queued at that moment, and reads the count. Nothing
 //! received can be missed, and `stop` works from any thread, async or not.
+//!
+//! A UDP datagram on loopback is not in the receiving socket's queue when
+//! `sendto` returns: it waits in the sending CPU's network backlog until a
+//! softirq delivers it, and under load (or TCG in the kernel matrix, one
+//! slow vCPU) that softirq is deferred to ksoftirqd. So before counting, a
+//! UDP listener sends itself a sentinel datagram from every CPU it may run
+//! on: each backlog is first in, first out, so once every sentinel has
+//! arrived, everything sent before `stop` has too.
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
@@ -14,6 +22,7 @@ use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::UnixListener;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
@@ -55,6 +64,10 @@ impl AsRawFd for Socket {
 struct State {
     count: u64,
     stopped: bool,
+    /// The flush's sentinel payload (random, not counted) while `stop`
+    /// waits for it, and how many copies have arrived.
+    sentinel: Option<[u8; 16]>,
+    sentinels_seen: usize,
 }
 
 struct Shared {
@@ -96,6 +109,10 @@ impl Shared {
     }
 
     fn handle_datagram(&self, s: &UdpSocket, st: &mut State, msg: &[u8], from: SocketAddr) {
+        if st.sentinel.is_some_and(|t| t == msg) {
+            st.sentinels_seen += 1;
+            return;
+        }
         match self.role {
             Role::Dns => {
                 if let Some(q) = dns::parse_query(msg) {
@@ -201,10 +218,89 @@ impl Listener {
             // Whatever ends the drain (normally an empty queue), nothing
             // more can be counted.
             let _ = self.shared.drain(&mut st);
+            if let Socket::Udp(_) = self.shared.io.get_ref() {
+                self.flush_backlogs(&mut st);
+            }
             st.count
         };
         self.task.abort();
         count
+    }
+}
+
+/// How long `stop` waits for its sentinels: far more than a deferred
+/// softirq takes; reached only if a sentinel was lost (a full receive
+/// buffer), and then the count is what arrived by then.
+const FLUSH_LIMIT: Duration = Duration::from_secs(2);
+
+impl Listener {
+    /// Sends a sentinel to this UDP listener from each CPU the harness may
+    /// run on, and drains until all have arrived (or `FLUSH_LIMIT`): then
+    /// every datagram sent to it before has been delivered and counted.
+    fn flush_backlogs(&self, st: &mut State) {
+        let mut token = [0u8; 16];
+        // SAFETY: getrandom(2) writes at most `len` bytes into the buffer.
+        let n = unsafe { libc::getrandom(token.as_mut_ptr().cast(), token.len(), 0) };
+        if n != token.len() as isize {
+            // A predictable token could only be forged by the command; the
+            // nanoseconds of the clock are as good for that.
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            token = t.as_nanos().to_le_bytes();
+        }
+        st.sentinel = Some(token);
+        st.sentinels_seen = 0;
+        let to = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
+        let cpus: Vec<usize> = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0))
+            .map(|set| {
+                (0..nix::sched::CpuSet::count())
+                    .filter(|&c| set.is_set(c).unwrap_or(false))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let sent = std::thread::scope(|scope| {
+            let senders: Vec<_> = cpus
+                .iter()
+                .map(|&cpu| {
+                    scope.spawn(move || {
+                        let mut one = nix::sched::CpuSet::new();
+                        // Unpinned (if the set or the call fails), the
+                        // sentinel still flushes whatever CPU it runs on.
+                        if one.set(cpu).is_ok() {
+                            let _ =
+                                nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &one);
+                        }
+                        UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+                            .and_then(|s| s.send_to(&token, to))
+                            .is_ok()
+                    })
+                })
+                .collect();
+            senders
+                .into_iter()
+                .map(|h| matches!(h.join(), Ok(true)))
+                .filter(|&ok| ok)
+                .count()
+        });
+        let deadline = Instant::now() + FLUSH_LIMIT;
+        let fd = self.shared.io.get_ref().as_raw_fd();
+        loop {
+            let _ = self.shared.drain(st);
+            let left = deadline.saturating_duration_since(Instant::now());
+            if st.sentinels_seen >= sent || left.is_zero() {
+                break;
+            }
+            let mut pfd = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let ms = i32::try_from(left.as_millis()).unwrap_or(i32::MAX).max(1);
+            // SAFETY: one valid pollfd for an fd this listener owns.
+            unsafe { libc::poll(&mut pfd, 1, ms) };
+        }
+        st.sentinel = None;
     }
 }
 
