@@ -67,6 +67,7 @@ pub fn processes_naming(marker: &Path) -> Vec<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::process::CommandExt;
     use std::process::{Command, Stdio};
 
     fn sleeper() -> std::process::Child {
@@ -134,15 +135,16 @@ mod tests {
     fn processes_naming_finds_a_command_by_an_argument_under_the_marker() {
         let dir = tempfile::tempdir().expect("tempdir");
         let marker = dir.path().join("probe");
-        // `; :` keeps sh from exec'ing sleep, so sh itself stays, with the
-        // marker as its $0.
-        let mut sh = Command::new("sh")
-            .args(["-c", "sleep 30; :"])
-            .arg(&marker)
+        // `sleep` with the marker as its argv[0]: one process that never
+        // forks (a shell would, and its child carries the shell's argv
+        // until it execs, which a scan can catch).
+        let mut child = Command::new("sleep")
+            .arg0(&marker)
+            .arg("30")
             .stdin(Stdio::null())
             .spawn()
-            .expect("spawn sh");
-        let pid = sh.id() as i32;
+            .expect("spawn sleep");
+        let pid = child.id() as i32;
         let mut found = Vec::new();
         // /proc shows the new argv once exec is done: a moment after spawn.
         for _ in 0..200 {
@@ -156,8 +158,8 @@ mod tests {
         assert_eq!(processes_naming(&marker), vec![pid]);
         // A path that is only a prefix of the argument's name is no match.
         assert!(processes_naming(&dir.path().join("pro")).is_empty());
-        sh.kill().expect("kill");
-        sh.wait().expect("wait");
+        child.kill().expect("kill");
+        child.wait().expect("wait");
         assert!(processes_naming(dir.path()).is_empty());
     }
 }
