@@ -67,7 +67,6 @@ pub fn processes_naming(marker: &Path) -> Vec<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::process::CommandExt;
     use std::process::{Command, Stdio};
 
     fn sleeper() -> std::process::Child {
@@ -135,15 +134,18 @@ mod tests {
     fn processes_naming_finds_a_command_by_an_argument_under_the_marker() {
         let dir = tempfile::tempdir().expect("tempdir");
         let marker = dir.path().join("probe");
-        // `sleep` with the marker as its argv[0]: one process that never
-        // forks (a shell would, and its child carries the shell's argv
-        // until it execs, which a scan can catch).
-        let mut child = Command::new("sleep")
-            .arg0(&marker)
-            .arg("30")
-            .stdin(Stdio::null())
+        // A shell waiting in its builtin `read` (on a pipe this test holds
+        // open), with the marker as its $0: one process that never forks.
+        // (A shell running `sleep` would fork, and the child carries the
+        // shell's argv until it execs, which a scan can catch; `sleep`
+        // with the marker as argv[0] is no good either: busybox picks its
+        // applet by argv[0].)
+        let mut child = Command::new("sh")
+            .args(["-c", "read -r x"])
+            .arg(&marker)
+            .stdin(Stdio::piped())
             .spawn()
-            .expect("spawn sleep");
+            .expect("spawn sh");
         let pid = child.id() as i32;
         let mut found = Vec::new();
         // /proc shows the new argv once exec is done: a moment after spawn.
