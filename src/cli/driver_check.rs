@@ -76,9 +76,7 @@ pub fn exec(args: DriverCheckArgs) -> i32 {
         caps.join(", ")
     );
     let kernel = crate::kernel::landlock();
-    let below = hello
-        .requires_landlock_abi
-        .filter(|&min| kernel.abi().is_none_or(|abi| abi < min));
+    let below = hello.landlock_minimum_unmet(kernel);
     let policy = Policy {
         read: ["/usr", "/lib", "/lib64", "/bin", "/etc"]
             .into_iter()

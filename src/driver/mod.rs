@@ -42,6 +42,15 @@ pub struct Hello {
     pub requires_landlock_abi: Option<u32>,
 }
 
+impl Hello {
+    /// The backend's declared Landlock minimum, if `landlock` is below it:
+    /// then the backend refuses every run on this kernel.
+    pub fn landlock_minimum_unmet(&self, landlock: crate::kernel::LandlockSupport) -> Option<u32> {
+        self.requires_landlock_abi
+            .filter(|&min| landlock.abi().is_none_or(|abi| abi < min))
+    }
+}
+
 /// One run request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRequest {

@@ -57,20 +57,20 @@ pub fn check(req: &Requires, hello: &Hello, host: &HostFacts) -> Result<(), Stri
             Err(e) => unmet.push(e),
         }
     }
-    if let Some(min) = hello.requires_landlock_abi {
-        let below = host.landlock.abi().is_none_or(|abi| abi < min);
+    if let Some(min) = hello.landlock_minimum_unmet(host.landlock) {
         let written_for_it = req.landlock_abi.as_deref().is_some_and(|spec| {
             abi_matches(spec, host.landlock) == Ok(true)
                 && abi_matches(spec, LandlockSupport::Abi(min)) == Ok(false)
         });
-        if below && !written_for_it {
+        if !written_for_it {
             unmet.push(format!(
                 "the backend requires Landlock ABI {min} or later and refuses every run \
                  without it; this kernel's Landlock is {}",
                 host.landlock
             ));
         }
-    } else if req.backend_requires_landlock == Some(true) {
+    }
+    if hello.requires_landlock_abi.is_none() && req.backend_requires_landlock == Some(true) {
         unmet.push(
             "only for backends built on Landlock (the driver's hello declares no \
              requires_landlock_abi)"

@@ -21,14 +21,12 @@ pub fn render(info: &RunInfo, results: &[CaseResult], color: bool) -> String {
         info.kernel.release,
         info.kernel.landlock
     );
-    if let Some(min) = info.backend.requires_landlock_abi {
-        if info.kernel.landlock.abi().is_none_or(|abi| abi < min) {
-            let _ = writeln!(
-                s,
-                "the backend requires Landlock ABI {min} or later and refuses every run on \
-                 this kernel: its cases are skipped, except those written for such kernels"
-            );
-        }
+    if let Some(min) = info.backend.landlock_minimum_unmet(info.kernel.landlock) {
+        let _ = writeln!(
+            s,
+            "the backend requires Landlock ABI {min} or later and refuses every run on \
+             this kernel: its cases are skipped, except those written for such kernels"
+        );
     }
     let _ = writeln!(s, "  {:<6} {:>5}", "status", "cases");
     for st in Status::ALL {
