@@ -15,7 +15,7 @@ use crate::corpus::setup::{command, materialize};
 use crate::corpus::template::expand;
 use crate::corpus::LoadedCase;
 use crate::driver::{DriverError, RunRequest};
-use crate::oracle::{processes_naming, Oracles};
+use crate::oracle::{outliving, processes_naming, Oracles, DYING_GRACE};
 use crate::policy::{Outcome, Policy, RunOutput};
 
 /// How the harness runs cases.
@@ -341,7 +341,8 @@ impl Harness {
         let seen = oracles.finish();
         let output = result.map_err(PhaseError::Driver)?;
         let probe = ProbeReport::find(&output);
-        let alive = processes_naming(probe_dir.path());
+        // A process the backend is still killing is given a moment to go.
+        let alive = outliving(processes_naming(probe_dir.path()), DYING_GRACE);
         // Survivors are a failure, and then litter: remove them (only these:
         // pids a probe reports from inside a pid namespace are not the
         // host's, and must never be signalled).

@@ -29,7 +29,7 @@ use tokio::runtime::Handle;
 
 use crate::corpus::case::OracleKind;
 use listener::{Listener, Role};
-pub use survivors::{processes_naming, survivors};
+pub use survivors::{outliving, processes_naming, survivors, DYING_GRACE};
 use victim::Victim;
 
 /// The oracles of one case, running.

@@ -1,7 +1,9 @@
 //! Which processes are still alive, read from /proc.
 
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 /// The state letter of `pid` from /proc/<pid>/stat (`R`, `S`, `Z`...), or
 /// `None` if there is no such process (or /proc cannot tell).
@@ -62,6 +64,76 @@ pub fn processes_naming(marker: &Path) -> Vec<i32> {
         .collect();
     found.sort_unstable();
     found
+}
+
+/// How long a process the backend has already sent SIGKILL may take to
+/// be gone before it counts as a survivor. Such a process runs no code of
+/// its own again; it only waits for a CPU to finish dying (tens of
+/// milliseconds seen on a loaded machine).
+pub const DYING_GRACE: Duration = Duration::from_secs(2);
+
+/// Whether a /proc/<pid>/status text shows SIGKILL pending, for the thread
+/// (`SigPnd`) or the whole process (`ShdPnd`).
+fn sigkill_pending_in(status: &str) -> bool {
+    let bit = 1u64 << (libc::SIGKILL - 1);
+    status.lines().any(|line| {
+        ["SigPnd:", "ShdPnd:"].iter().any(|field| {
+            line.strip_prefix(field)
+                .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+                .is_some_and(|mask| mask & bit != 0)
+        })
+    })
+}
+
+/// Whether `pid` has a SIGKILL pending: it is being killed.
+pub(crate) fn sigkill_pending(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .is_ok_and(|status| sigkill_pending_in(&status))
+}
+
+/// A pidfd for `pid`, or `None` (gone, or a kernel without pidfd_open).
+fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags, touches no memory of ours,
+    // and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    // SAFETY: a non-negative `fd` was just returned by the kernel and
+    // nothing else owns it.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// The processes among `pids` (found alive just now) that outlive the
+/// run. A process the backend is already killing (SIGKILL pending) is
+/// waited for, up to `grace` in all, and is a survivor only if it is still
+/// alive then: a backend that kills the tree as the command ends (sandlock)
+/// may return while the kill is still on its way. Any other live process
+/// is a survivor at once, without waiting.
+pub fn outliving(pids: Vec<i32>, grace: Duration) -> Vec<i32> {
+    let deadline = Instant::now() + grace;
+    for &pid in &pids {
+        if !sigkill_pending(pid) {
+            continue;
+        }
+        // The pidfd turns readable when the process has exited.
+        let fd = pidfd_open(pid);
+        while is_alive(pid) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match &fd {
+                Some(fd) => {
+                    let mut fds = [nix::poll::PollFd::new(
+                        fd.as_fd(),
+                        nix::poll::PollFlags::POLLIN,
+                    )];
+                    let ms = left.as_millis().min(u16::MAX as u128) as u16;
+                    let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms));
+                }
+                None => std::thread::sleep(left.min(Duration::from_millis(2))),
+            }
+        }
+    }
+    pids.into_iter().filter(|&pid| is_alive(pid)).collect()
 }
 
 #[cfg(test)]
@@ -163,5 +235,44 @@ mod tests {
         child.kill().expect("kill");
         child.wait().expect("wait");
         assert!(processes_naming(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn sigkill_pending_is_read_from_either_mask() {
+        let status = |sig: &str, shd: &str| format!("Name:\tx\nSigPnd:\t{sig}\nShdPnd:\t{shd}\n");
+        assert!(!sigkill_pending_in(&status(
+            "0000000000000000",
+            "0000000000000000"
+        )));
+        assert!(sigkill_pending_in(&status(
+            "0000000000000100",
+            "0000000000000000"
+        )));
+        assert!(sigkill_pending_in(&status(
+            "0000000000000000",
+            "0000000000000100"
+        )));
+        // SIGTERM (bit 15) and SIGUSR1 (bit 10) pending: not a kill.
+        assert!(!sigkill_pending_in(&status(
+            "0000000000004200",
+            "0000000000000000"
+        )));
+        assert!(!sigkill_pending_in("Name:\tx\n"));
+    }
+
+    #[test]
+    fn a_live_process_outlives_at_once_and_a_killed_one_does_not() {
+        let mut live = sleeper();
+        let mut killed = sleeper();
+        let (l, k) = (live.id() as i32, killed.id() as i32);
+        assert!(!sigkill_pending(l));
+        killed.kill().expect("kill");
+        // Not reaped: a zombie, or still dying with SIGKILL pending; either
+        // way it does not outlive. The live one is listed without waiting
+        // out the grace (an hour here: the test would hang).
+        assert_eq!(outliving(vec![l, k], Duration::from_secs(3600)), vec![l]);
+        live.kill().expect("kill");
+        live.wait().expect("wait");
+        killed.wait().expect("wait");
     }
 }

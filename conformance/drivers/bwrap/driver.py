@@ -32,6 +32,12 @@ around it (that is how bwrap is meant to be used). How the policy maps:
   timeout      the driver's deadline kills bwrap's process group; bwrap is
                pid 1's parent in the sandbox's pid namespace with
                --die-with-parent, so the whole namespace dies with it.
+  end of run   bwrap exits as soon as the command does, before the
+               namespace's pid 1 (and with it whatever the command left
+               behind) has died: the driver is a child subreaper, so that
+               pid 1 becomes its child, and it answers only once that pid 1
+               is gone (the kernel empties a pid namespace before its init
+               exits), at most NAMESPACE_GRACE_S later.
   env          --clearenv, then --setenv for each variable (PATH default).
   cwd          --chdir.
   stdin        a file on the command's fd 0.
@@ -45,7 +51,9 @@ what bwrap says.
 
 import json
 import os
+import ctypes
 import resource
+import select
 import shutil
 import signal
 import subprocess
@@ -77,6 +85,41 @@ CAPABILITIES = [
 
 # The grace for bwrap to report its status after the command ended.
 STATUS_GRACE_S = 5.0
+# The grace for the sandbox's pid namespace to die after bwrap exited.
+NAMESPACE_GRACE_S = 5.0
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def _become_subreaper():
+    """Make this driver the reaper of its orphaned descendants: bwrap's
+    child (pid 1 of the sandbox's pid namespace) outlives bwrap for a
+    moment, and then stays this driver's child, its pid held until reaped."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise sd.SetupFailure("other", f"failed to become a child subreaper: {os.strerror(err)}")
+
+
+def _await_namespace_end(pid):
+    """Wait until the sandbox's pid 1 (host pid ``pid``, reparented to this
+    driver when bwrap exited) is gone, at most NAMESPACE_GRACE_S, and reap
+    it. The kernel kills and reaps everything in a pid namespace before its
+    init exits, so after this nothing the command started is alive. If the
+    grace runs out, the harness sees whatever is left as survivors."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        poller.poll(NAMESPACE_GRACE_S * 1000)
+    finally:
+        os.close(fd)
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
 
 
 def _depth(path):
@@ -146,6 +189,7 @@ class Backend:
             raise sd.SetupFailure("other", "failed to find bwrap on PATH: run conformance/drivers/bwrap/setup")
         out = subprocess.run([self.bwrap, "--version"], capture_output=True, text=True, check=False).stdout
         self.version = out.strip().split()[-1] if out.strip() else "unknown"
+        _become_subreaper()
 
     def hello(self):
         return {"name": "bwrap", "version": self.version, "capabilities": CAPABILITIES}
@@ -274,21 +318,24 @@ class Backend:
             os.killpg(p.pid, signal.SIGKILL)
             p.wait()
         duration = time.monotonic() - started
-        # With bwrap dead, the namespace's pid 1 dies and takes everything
-        # in it along; the pipes then close.
-        for t in (out, err, status_reader):
-            t.join(STATUS_GRACE_S)
-        truncated = out.truncated or err.truncated
-
-        if timed_out:
-            return sd.result(sd.TIMEOUT, bytes(out.buf), bytes(err.buf), cap=req.output_bytes,
-                             truncated=truncated, duration_s=duration)
+        status_reader.join(STATUS_GRACE_S)
         status = {}
         for line in status_lines:
             try:
                 status.update(json.loads(line))
             except ValueError:
                 pass
+        # With bwrap dead, the namespace's pid 1 dies and takes everything
+        # in it along; the pipes then close.
+        if isinstance(status.get("child-pid"), int):
+            _await_namespace_end(status["child-pid"])
+        for t in (out, err):
+            t.join(STATUS_GRACE_S)
+        truncated = out.truncated or err.truncated
+
+        if timed_out:
+            return sd.result(sd.TIMEOUT, bytes(out.buf), bytes(err.buf), cap=req.output_bytes,
+                             truncated=truncated, duration_s=duration)
         if "exit-code" in status:
             return sd.result(sd.exited(status["exit-code"]), bytes(out.buf), bytes(err.buf), cap=req.output_bytes,
                              truncated=truncated, duration_s=duration)
