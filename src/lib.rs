@@ -20,6 +20,7 @@ pub mod driver;
 pub mod harness;
 pub mod kernel;
 pub mod oracle;
+mod pidfd;
 pub mod policy;
 pub mod report;
 pub mod sandbox;

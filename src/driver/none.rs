@@ -5,7 +5,7 @@
 //! the case.
 
 use std::io::{ErrorKind, Read, Write};
-use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::AsFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, ExitStatus, Stdio};
 use std::sync::Arc;
@@ -224,19 +224,6 @@ impl<R: Read + AsFd> Capture<R> {
     }
 }
 
-/// A pidfd for `pid` (our unreaped child, so the pid cannot be reused),
-/// or `None` where the kernel has no `pidfd_open`.
-fn pidfd_open(pid: u32) -> Option<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags, touches no memory of ours,
-    // and returns a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: `fd` was just returned by the kernel and nothing else owns it.
-    Some(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-}
-
 fn set_nonblocking(fd: &impl AsFd) -> std::io::Result<()> {
     let flags = fcntl(fd.as_fd(), FcntlArg::F_GETFL)?;
     fcntl(
@@ -278,7 +265,7 @@ fn collect(
     }
     // Readable once the command has exited, so the loop below wakes at
     // once; without it (kernel < 5.3) the loop sleeps between checks.
-    let pidfd = pidfd_open(pid);
+    let pidfd = crate::pidfd::open(pid as i32);
     let mut pending = input;
     let mut status: Option<ExitStatus> = None;
     let mut ended: Option<Instant> = None;

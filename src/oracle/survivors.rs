@@ -1,6 +1,6 @@
 //! Which processes are still alive, read from /proc.
 
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -91,16 +91,6 @@ pub(crate) fn sigkill_pending(pid: i32) -> bool {
         .is_ok_and(|status| sigkill_pending_in(&status))
 }
 
-/// A pidfd for `pid`, or `None` (gone, or a kernel without pidfd_open).
-fn pidfd_open(pid: i32) -> Option<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags, touches no memory of ours,
-    // and returns a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    // SAFETY: a non-negative `fd` was just returned by the kernel and
-    // nothing else owns it.
-    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
-
 /// The processes among `pids` (found alive just now) that outlive the
 /// run. A process the backend is already killing (SIGKILL pending) is
 /// waited for, up to `grace` in all, and is a survivor only if it is still
@@ -114,7 +104,7 @@ pub fn outliving(pids: Vec<i32>, grace: Duration) -> Vec<i32> {
             continue;
         }
         // The pidfd turns readable when the process has exited.
-        let fd = pidfd_open(pid);
+        let fd = crate::pidfd::open(pid);
         while is_alive(pid) {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
