@@ -107,9 +107,12 @@ def _await_namespace_end(pid):
     init exits, so after this nothing the command started is alive. If the
     grace runs out, the harness sees whatever is left as survivors."""
     try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return  # had exited already: now reaped
+    except ChildProcessError:
+        return  # not this driver's child: bwrap reaped it, it is gone
+    # Our unreaped child: the pid cannot be reused while we wait on it.
+    fd = os.pidfd_open(pid)
     try:
         poller = select.poll()
         poller.register(fd, select.POLLIN)
