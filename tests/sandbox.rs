@@ -341,6 +341,39 @@ fn seccomp_denies(#[case] args: &[&str]) {
     );
 }
 
+/// The `Seccomp_filters:` count of a /proc/<pid>/status text.
+fn seccomp_filters(status: &str) -> u32 {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Seccomp_filters:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no Seccomp_filters line in {status:?}"))
+}
+
+/// A filter is loaded exactly when it has something to deny: with the
+/// network allowed (and no rlimits for root to lock) it would be an
+/// allow-all filter, which enforces nothing and costs every spawn.
+#[test]
+fn seccomp_filter_is_loaded_only_with_something_to_deny() {
+    if !landlock_or_refusal() {
+        return;
+    }
+    let own = seccomp_filters(&std::fs::read_to_string("/proc/self/status").expect("own status"));
+    let filters_under = |network: Network| {
+        let mut p = shell_policy();
+        p.read.push(PathBuf::from("/proc"));
+        p.network = network;
+        let out = sandspec::sandbox::run(
+            &p,
+            &Command::argv(["/bin/sh", "-c", "cat /proc/self/status"]),
+        );
+        assert_eq!(out.outcome, Outcome::Exited { code: 0 }, "{out:?}");
+        seccomp_filters(&String::from_utf8_lossy(&out.stdout))
+    };
+    assert_eq!(filters_under(Network::Allow), own);
+    assert_eq!(filters_under(Network::Deny), own + 1);
+}
+
 // ---------------------------------------------------------- fail closed
 
 #[test]

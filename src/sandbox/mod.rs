@@ -80,7 +80,8 @@ pub enum Stdio {
 #[derive(Debug)]
 pub struct Sandbox {
     ruleset: OwnedFd,
-    filter: seccomp::Filter,
+    /// `None`: the policy leaves the filter nothing to deny.
+    filter: Option<seccomp::Filter>,
     limits: limits::Prepared,
     filtered: Vec<PathBuf>,
     env: Vec<CString>,
@@ -293,7 +294,7 @@ impl Sandbox {
             ruleset: self.ruleset.as_raw_fd(),
             cgroup_procs: cgroup.as_ref().map_or(-1, |c| c.procs_fd()),
             rlimits: &rlimits,
-            seccomp: self.filter.sock_fprog(),
+            seccomp: self.filter.as_ref().map(seccomp::Filter::sock_fprog),
             path: path_c.as_ptr(),
             argv: argv_p.as_ptr(),
             envp: envp_p.as_ptr(),

@@ -15,6 +15,10 @@
 //!     `socket(AF_PACKET, …)`.
 //! - as root with resource limits: `setrlimit` and `prlimit64` with a new
 //!   limit, since root may raise a hard limit.
+//!
+//! With none of these to deny (network allowed, no rlimits for root to
+//! lock) no filter is loaded at all: an allow-all filter would enforce
+//! nothing and still cost the spawn (~50 µs measured here).
 
 use std::collections::BTreeMap;
 
@@ -106,12 +110,14 @@ fn inet_socket_rules(domain: i32, s: SocketRules) -> Result<Vec<SeccompRule>, Se
 }
 
 impl Filter {
-    /// The sandbox's filter for a policy.
+    /// The sandbox's filter for a policy, or `None` when it has nothing to
+    /// deny (network allowed, no rlimits to lock): an allow-all filter
+    /// enforces nothing and still costs each spawn to load.
     pub fn sandbox(
         network_restricted: bool,
         sockets: SocketRules,
         lock_rlimits: bool,
-    ) -> Result<Filter, SetupError> {
+    ) -> Result<Option<Filter>, SetupError> {
         let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
         if network_restricted {
             for nr in [
@@ -144,7 +150,10 @@ impl Filter {
                 .map_err(|e| err("condition", e))?])?],
             );
         }
-        Self::compile(rules, libc::EPERM)
+        if rules.is_empty() {
+            return Ok(None);
+        }
+        Self::compile(rules, libc::EPERM).map(Some)
     }
 
     /// A filter making the landlock syscalls (444–446) fail with `errno`:

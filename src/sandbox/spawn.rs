@@ -175,8 +175,9 @@ pub struct ChildPlan<'a> {
     pub cgroup_procs: i32,
     /// The rlimits to set.
     pub rlimits: &'a [Option<Rlimit>],
-    /// The seccomp program (points into the sandbox's filter).
-    pub seccomp: libc::sock_fprog,
+    /// The seccomp program (points into the sandbox's filter); `None`
+    /// when the policy leaves it nothing to deny.
+    pub seccomp: Option<libc::sock_fprog>,
     /// NUL-terminated executable path.
     pub path: *const c_char,
     /// NULL-terminated argv.
@@ -1316,13 +1317,15 @@ fn command(args: &CommandArgs<'_>) -> ! {
         if let Err(e) = check(sys!(libc::SYS_landlock_restrict_self, FD_RULESET, 0)) {
             fail(Stage::Landlock, e);
         }
-        if let Err(e) = check(sys!(
-            libc::SYS_seccomp,
-            libc::SECCOMP_SET_MODE_FILTER,
-            0,
-            &plan.seccomp as *const libc::sock_fprog
-        )) {
-            fail(Stage::Seccomp, e);
+        if let Some(prog) = &plan.seccomp {
+            if let Err(e) = check(sys!(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                0,
+                prog as *const libc::sock_fprog
+            )) {
+                fail(Stage::Seccomp, e);
+            }
         }
         // Handlers first, then the mask: no caller handler may run here.
         if args.shared.handlers_cleared.load(Ordering::Relaxed) {
