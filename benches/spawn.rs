@@ -18,7 +18,7 @@ use std::time::Duration;
 use criterion::{criterion_group, Criterion};
 use sandspec::policy::{Command, Limits, Network, Policy, ScopeKind, Size, Timeout};
 use sandspec::sandbox::landlock;
-use sandspec::sandbox::seccomp::{Filter, SocketRules};
+use sandspec::sandbox::seccomp::{Filter, Groups, NetRules, Spec};
 use sandspec::sandbox::Sandbox;
 
 /// The bench policy with the network allowed: files only.
@@ -182,31 +182,34 @@ fn in_child(f: impl Fn()) {
     }
 }
 
+/// The filter of `network: deny` on an ABI-7 kernel, root with rlimits.
+fn bench_spec() -> Spec {
+    Spec {
+        network: NetRules::Deny,
+        landlock_tcp: true,
+        landlock_udp: false,
+        landlock_unix: false,
+        landlock_signal_scope: true,
+        lock_rlimits: true,
+        groups: Groups::ALL,
+    }
+}
+
 fn steps(c: &mut Criterion) {
     let abi = sandspec::kernel::landlock().abi().expect("Landlock needed");
     let policy = policies().pop().unwrap().1;
     let mut g = c.benchmark_group("steps");
     g.bench_function("build_ruleset", |b| {
-        b.iter(|| landlock::compile(black_box(&policy), abi).unwrap())
+        b.iter(|| landlock::compile(black_box(&policy), abi, landlock::Mechanisms::ALL).unwrap())
     });
     g.bench_function("build_seccomp", |b| {
-        b.iter(|| {
-            Filter::sandbox(
-                true,
-                SocketRules {
-                    landlock_tcp: true,
-                    landlock_udp: false,
-                },
-                true,
-            )
-            .unwrap()
-        })
+        b.iter(|| Filter::sandbox(&bench_spec()).unwrap())
     });
     g.bench_function("sandbox_new", |b| {
         b.iter(|| Sandbox::new(black_box(&policy)).unwrap())
     });
     g.bench_function("fork_exit", |b| b.iter(|| in_child(|| {})));
-    let compiled = landlock::compile(&policy, abi).unwrap();
+    let compiled = landlock::compile(&policy, abi, landlock::Mechanisms::ALL).unwrap();
     let fd = std::os::fd::AsRawFd::as_raw_fd(&compiled.fd);
     g.bench_function("fork_restrict_self_exit", |b| {
         b.iter(|| {
@@ -219,16 +222,7 @@ fn steps(c: &mut Criterion) {
             })
         })
     });
-    let filter = Filter::sandbox(
-        true,
-        SocketRules {
-            landlock_tcp: true,
-            landlock_udp: false,
-        },
-        true,
-    )
-    .unwrap()
-    .expect("the network is restricted: the filter has rules");
+    let filter = Filter::sandbox(&bench_spec()).unwrap();
     g.bench_function("fork_seccomp_exit", |b| {
         b.iter(|| {
             in_child(|| {

@@ -211,14 +211,18 @@ fn tcp_port_rules_need_abi_4_and_say_so() {
         }),
         ..Default::default()
     };
-    let err = sandspec::sandbox::landlock::compile(&p, 3).unwrap_err();
+    let err =
+        sandspec::sandbox::landlock::compile(&p, 3, sandspec::sandbox::landlock::Mechanisms::ALL)
+            .unwrap_err();
     assert_eq!(err.kind, SetupErrorKind::AbiTooLow);
     assert!(err.message.contains("ABI 4"), "{}", err.message);
     let p = sandspec::policy::Policy {
         scope: vec![sandspec::policy::ScopeKind::Signal],
         ..Default::default()
     };
-    let err = sandspec::sandbox::landlock::compile(&p, 5).unwrap_err();
+    let err =
+        sandspec::sandbox::landlock::compile(&p, 5, sandspec::sandbox::landlock::Mechanisms::ALL)
+            .unwrap_err();
     assert_eq!(err.kind, SetupErrorKind::AbiTooLow);
 }
 
@@ -350,11 +354,12 @@ fn seccomp_filters(status: &str) -> u32 {
         .unwrap_or_else(|| panic!("no Seccomp_filters line in {status:?}"))
 }
 
-/// A filter is loaded exactly when it has something to deny: with the
-/// network allowed (and no rlimits for root to lock) it would be an
-/// allow-all filter, which enforces nothing and costs every spawn.
+/// The filter is loaded on every run, the network allowed or not: it
+/// carries the default-deny kernel surface (io_uring, BPF, keyrings, IPC,
+/// namespaces…), which no policy field grants. Exactly one: the sandbox
+/// adds no second filter for the network.
 #[test]
-fn seccomp_filter_is_loaded_only_with_something_to_deny() {
+fn seccomp_filter_is_loaded_whatever_the_network() {
     if !landlock_or_refusal() {
         return;
     }
@@ -370,7 +375,7 @@ fn seccomp_filter_is_loaded_only_with_something_to_deny() {
         assert_eq!(out.outcome, Outcome::Exited { code: 0 }, "{out:?}");
         seccomp_filters(&String::from_utf8_lossy(&out.stdout))
     };
-    assert_eq!(filters_under(Network::Allow), own);
+    assert_eq!(filters_under(Network::Allow), own + 1);
     assert_eq!(filters_under(Network::Deny), own + 1);
 }
 
@@ -644,16 +649,26 @@ fn both_pipes_are_drained_concurrently() {
 }
 
 #[test]
-fn io_uring_is_denied_only_with_the_network_restricted() {
+fn io_uring_is_denied_whatever_the_network() {
     if !landlock_or_refusal() {
         return;
     }
-    let mut p = base_policy();
-    p.network = Network::Allow;
-    let out = run_probe(&p, &["io-uring"]);
-    assert!(
-        ok(&out),
-        "control: io_uring unavailable here? {:?}",
-        report(&out)
+    // Control: the probe creates an io_uring when run bare.
+    let bare = std::process::Command::new(probe())
+        .arg("io-uring")
+        .output()
+        .expect("run the probe bare");
+    let bare_report = probe_json(&bare.stdout);
+    assert_eq!(
+        bare_report["ok"],
+        serde_json::json!(true),
+        "control: io_uring unavailable here even without a sandbox: {bare_report}"
     );
+    for network in [Network::Deny, Network::Allow] {
+        let mut p = base_policy();
+        p.network = network.clone();
+        let out = run_probe(&p, &["io-uring"]);
+        assert!(!ok(&out), "io_uring under {network:?}: {:?}", report(&out));
+        assert_eq!(errno(&out), "EPERM");
+    }
 }

@@ -8,9 +8,20 @@
 //!
 //! Access granted per list:
 //! - `read`: read files, list directories.
-//! - `write`: everything but execute (write implies read: see [`Policy::write`]).
+//! - `write`: everything but execute and making device nodes (write implies
+//!   read: see [`Policy::write`]; a device node would reach hardware or
+//!   kernel memory whatever the directory it is made in).
 //! - `exec`: execute, read files, list directories (the kernel opens an
 //!   executable for reading, and a dynamic loader must be executable too).
+//!
+//! Beyond the lists, by default:
+//! - signal scoping from ABI 6, whatever the policy says: the command can
+//!   neither signal its supervisor nor the caller (nor anything outside);
+//! - with the network restricted, pathname unix sockets are resolved only
+//!   beneath `write` paths (ABI 9, `LANDLOCK_ACCESS_FS_RESOLVE_UNIX`) and
+//!   abstract unix sockets made outside are out of reach (ABI 6). With the
+//!   network allowed neither is restricted: `allow` means every peer, on
+//!   every ABI (below 9 a path could not be checked anyway).
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -20,7 +31,6 @@ use landlock::{
     Ruleset, RulesetAttr, RulesetCreatedAttr, Scope, ABI,
 };
 
-use super::seccomp::SocketRules;
 use super::SetupError;
 use crate::kernel::LandlockSupport;
 use crate::policy::{Network, Policy, ScopeKind, SetupErrorKind};
@@ -29,8 +39,31 @@ use crate::policy::{Network, Policy, ScopeKind, SetupErrorKind};
 pub const ABI_TCP: u32 = 4;
 /// The first ABI with IPC scoping.
 pub const ABI_SCOPE: u32 = 6;
+/// The first ABI that checks the path of a unix socket.
+pub const ABI_RESOLVE_UNIX: u32 = 9;
 /// The first ABI with UDP rules.
 pub const ABI_UDP: u32 = 10;
+
+/// Which Landlock mechanisms are in force (all of them, except in a
+/// mutant: see `sandbox::Mutant`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mechanisms {
+    /// Filesystem rights.
+    pub fs: bool,
+    /// Network rights.
+    pub net: bool,
+    /// IPC scopes.
+    pub scope: bool,
+}
+
+impl Mechanisms {
+    /// Every mechanism.
+    pub const ALL: Mechanisms = Mechanisms {
+        fs: true,
+        net: true,
+        scope: true,
+    };
+}
 
 /// A ruleset ready for `landlock_restrict_self`, and what it implies.
 #[derive(Debug)]
@@ -39,10 +72,10 @@ pub struct Compiled {
     pub fd: OwnedFd,
     /// Allowlisted paths that do not exist, left out.
     pub filtered: Vec<PathBuf>,
-    /// What the seccomp filter must leave to Landlock.
-    pub sockets: SocketRules,
     /// The kernel's ABI.
     pub abi: u32,
+    /// Landlock scopes signals (the seccomp fallback is not needed).
+    pub signal_scope: bool,
 }
 
 fn setup_err(kind: SetupErrorKind, message: String) -> SetupError {
@@ -133,43 +166,69 @@ fn open_rule_path(path: &Path) -> Result<Option<(PathFd, bool)>, SetupError> {
 }
 
 /// Compiles the policy into a Landlock ruleset for a kernel with `abi`.
-pub fn compile(policy: &Policy, abi: u32) -> Result<Compiled, SetupError> {
+pub fn compile(policy: &Policy, abi: u32, on: Mechanisms) -> Result<Compiled, SetupError> {
     check_policy(policy, abi)?;
     let kabi = ABI::from(abi as i32);
-    let all = AccessFs::from_all(kabi);
+    let restrict_net = !matches!(policy.network, Network::Allow);
+    let mut all = AccessFs::from_all(kabi);
+    if !restrict_net {
+        all &= !AccessFs::ResolveUnix;
+    }
     let file_rights = AccessFs::from_file(kabi);
     let read: BitFlags<AccessFs> = AccessFs::ReadFile | AccessFs::ReadDir;
     let exec: BitFlags<AccessFs> = read | AccessFs::Execute;
-    let write: BitFlags<AccessFs> = all & !AccessFs::Execute;
+    let write: BitFlags<AccessFs> =
+        all & !(AccessFs::Execute | AccessFs::MakeChar | AccessFs::MakeBlock);
 
-    let restrict_net = !matches!(policy.network, Network::Allow);
     let landlock_tcp = abi >= ABI_TCP;
     let landlock_udp = abi >= ABI_UDP;
 
-    let mut ruleset = Ruleset::default()
-        .set_compatibility(CompatLevel::HardRequirement)
-        .handle_access(all)
-        .map_err(ruleset_err)?;
-    if restrict_net && landlock_tcp {
+    let mut ruleset = Ruleset::default().set_compatibility(CompatLevel::HardRequirement);
+    if on.fs {
+        ruleset = ruleset.handle_access(all).map_err(ruleset_err)?;
+    } else {
+        // A ruleset must handle something: execute alone, granted on `/`
+        // below, restricts nothing.
+        ruleset = ruleset
+            .handle_access(AccessFs::Execute)
+            .map_err(ruleset_err)?;
+    }
+    if restrict_net && landlock_tcp && on.net {
         let mut net = AccessNet::BindTcp | AccessNet::ConnectTcp;
         if landlock_udp {
             net |= AccessNet::from_all(kabi) & !(AccessNet::BindTcp | AccessNet::ConnectTcp);
         }
         ruleset = ruleset.handle_access(net).map_err(ruleset_err)?;
     }
-    if !policy.scope.is_empty() {
-        let mut scopes = BitFlags::<Scope>::empty();
-        for s in &policy.scope {
-            scopes |= match s {
-                ScopeKind::Signal => Scope::Signal,
-                ScopeKind::AbstractUnixSocket => Scope::AbstractUnixSocket,
-            };
+    let mut scopes = BitFlags::<Scope>::empty();
+    for s in &policy.scope {
+        scopes |= match s {
+            ScopeKind::Signal => Scope::Signal,
+            ScopeKind::AbstractUnixSocket => Scope::AbstractUnixSocket,
+        };
+    }
+    if abi >= ABI_SCOPE {
+        scopes |= Scope::Signal;
+        if restrict_net {
+            scopes |= Scope::AbstractUnixSocket;
         }
+    }
+    if !on.scope {
+        scopes = BitFlags::empty();
+    }
+    if !scopes.is_empty() {
         ruleset = ruleset.scope(scopes).map_err(ruleset_err)?;
     }
+    let signal_scope = scopes.contains(Scope::Signal);
     let mut created = ruleset.create().map_err(ruleset_err)?;
 
     let mut filtered = Vec::new();
+    if !on.fs {
+        let root = PathFd::new("/").map_err(ruleset_err)?;
+        created = created
+            .add_rule(PathBeneath::new(root, AccessFs::Execute))
+            .map_err(ruleset_err)?;
+    }
     let lists: [(&[PathBuf], BitFlags<AccessFs>); 3] = [
         (&policy.read, read),
         (&policy.write, write),
@@ -183,6 +242,7 @@ pub fn compile(policy: &Policy, abi: u32) -> Result<Compiled, SetupError> {
                         filtered.push(path.clone());
                     }
                 }
+                Some(_) if !on.fs => {}
                 Some((fd, is_dir)) => {
                     let rights = if is_dir { access } else { access & file_rights };
                     created = created
@@ -200,7 +260,7 @@ pub fn compile(policy: &Policy, abi: u32) -> Result<Compiled, SetupError> {
             }
         }
     }
-    if let Network::Ports(ports) = &policy.network {
+    if let (Network::Ports(ports), true) = (&policy.network, on.net) {
         let rules = ports
             .tcp_connect
             .iter()
@@ -225,10 +285,7 @@ pub fn compile(policy: &Policy, abi: u32) -> Result<Compiled, SetupError> {
     Ok(Compiled {
         fd,
         filtered,
-        sockets: SocketRules {
-            landlock_tcp,
-            landlock_udp,
-        },
         abi,
+        signal_scope,
     })
 }

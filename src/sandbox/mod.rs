@@ -37,12 +37,19 @@
 //! [`Sandbox::run`] returns. The sandbox needs `/proc` (for
 //! `/proc/self/task/*/children`).
 
+mod cancel;
+mod caps;
 mod capture;
 pub mod landlock;
 pub mod limits;
+mod mutant;
 pub mod seccomp;
 pub mod simulate;
 mod spawn;
+
+pub use cancel::Canceller;
+#[doc(hidden)]
+pub use mutant::Mutant;
 
 use std::ffi::{c_char, CString};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -54,7 +61,7 @@ use crate::policy::{
     Command, Network, Outcome, Policy, Program, RunOutput, SetupErrorKind, DEFAULT_OUTPUT_BYTES,
     DEFAULT_PATH,
 };
-use spawn::{ChildPlan, Report, Stage};
+use spawn::{CapsPlan, ChildPlan, PlanMechanisms, Report, Stage};
 
 /// The sandbox could not be set up; the command never ran.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -65,6 +72,30 @@ pub struct SetupError {
     /// What failed and why, naming the path, rule or kernel feature.
     pub message: String,
 }
+
+/// How a run is started: [`Sandbox::run_opts`].
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Where the command's stdio goes.
+    pub stdio: Stdio,
+    /// Cancels the run from outside (an interrupt, a watchdog).
+    pub cancel: Option<Canceller>,
+    /// After a cancel signal, how long the tree has before SIGKILL.
+    pub grace: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            stdio: Stdio::Capture,
+            cancel: None,
+            grace: DEFAULT_GRACE,
+        }
+    }
+}
+
+/// The grace after a cancel signal when the caller names none.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(1);
 
 /// Where the command's stdio goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,8 +111,12 @@ pub enum Stdio {
 #[derive(Debug)]
 pub struct Sandbox {
     ruleset: OwnedFd,
-    /// `None`: the policy leaves the filter nothing to deny.
-    filter: Option<seccomp::Filter>,
+    filter: seccomp::Filter,
+    /// Capabilities to drop; `None`: the caller holds none.
+    caps: Option<CapsPlan>,
+    /// Spawn-path mechanisms (all on outside mutants).
+    on: PlanMechanisms,
+    mutant: Option<Mutant>,
     limits: limits::Prepared,
     filtered: Vec<PathBuf>,
     env: Vec<CString>,
@@ -104,6 +139,24 @@ impl Sandbox {
     /// too old for the policy, or an allowlisted path that exists but cannot
     /// be opened, is an error.
     pub fn new(policy: &Policy) -> Result<Sandbox, SetupError> {
+        Self::build(policy, None)
+    }
+
+    /// The sandbox with one enforcement mechanism switched off, to measure
+    /// the corpus (see [`Mutant`]). Never for running untrusted code.
+    #[doc(hidden)]
+    pub fn new_mutant(policy: &Policy, mutant: Mutant) -> Result<Sandbox, SetupError> {
+        Self::build(policy, Some(mutant))
+    }
+
+    /// The mutant this sandbox was built as, if any.
+    #[doc(hidden)]
+    pub fn mutant(&self) -> Option<Mutant> {
+        self.mutant
+    }
+
+    fn build(policy: &Policy, mutant: Option<Mutant>) -> Result<Sandbox, SetupError> {
+        let off = |m: Mutant| mutant == Some(m);
         let abi = landlock::require_landlock(crate::kernel::landlock())?;
         if !Path::new("/proc/thread-self/children").exists() {
             return Err(setup_err(
@@ -111,18 +164,71 @@ impl Sandbox {
                 "failed to prepare the process-tree supervisor: /proc/thread-self/children is missing (is /proc mounted?)".into(),
             ));
         }
-        let compiled = landlock::compile(policy, abi)?;
+        let compiled = landlock::compile(
+            policy,
+            abi,
+            landlock::Mechanisms {
+                fs: !off(Mutant::LandlockFs),
+                net: !off(Mutant::LandlockNet),
+                scope: !off(Mutant::LandlockScope),
+            },
+        )?;
         // SAFETY: geteuid has no preconditions.
         let euid = unsafe { libc::geteuid() };
-        let limits = limits::prepare(&policy.limits, euid)?;
+        let mut limits = limits::prepare(&policy.limits, euid)?;
+        if off(Mutant::Rlimits) {
+            limits.rl = Default::default();
+        }
+        if off(Mutant::ProcessLimit) {
+            limits.cgroup_processes = None;
+            limits.nproc_processes = None;
+        }
         let has_rlimits = limits.rl.iter().any(Option::is_some) || limits.nproc_processes.is_some();
-        let filter = seccomp::Filter::sandbox(
-            !matches!(policy.network, Network::Allow),
-            compiled.sockets,
-            euid == 0 && has_rlimits,
-        )?;
+        let filter = seccomp::Filter::sandbox(&seccomp::Spec {
+            network: match &policy.network {
+                Network::Allow => seccomp::NetRules::Allow,
+                Network::Deny => seccomp::NetRules::Deny,
+                Network::Ports(p) => seccomp::NetRules::Ports {
+                    listen: !p.tcp_bind.is_empty(),
+                },
+            },
+            landlock_tcp: abi >= landlock::ABI_TCP,
+            landlock_udp: abi >= landlock::ABI_UDP,
+            landlock_unix: abi >= landlock::ABI_RESOLVE_UNIX,
+            landlock_signal_scope: compiled.signal_scope,
+            lock_rlimits: euid == 0 && has_rlimits,
+            groups: seccomp::Groups {
+                sockets: !off(Mutant::SeccompSockets),
+                io_uring: !off(Mutant::SeccompIoUring),
+                kernel_surface: !off(Mutant::SeccompKernelSurface),
+                keyrings: !off(Mutant::SeccompKeyrings),
+                ipc: !off(Mutant::SeccompIpc),
+                namespaces: !off(Mutant::SeccompNamespaces),
+                admin: !off(Mutant::Privileges),
+                memfd_exec: !off(Mutant::SeccompMemfdExec),
+                signals: !off(Mutant::SeccompSignals),
+                rlimits: !off(Mutant::SeccompRlimitLock),
+            },
+        })?;
+        let caps = if off(Mutant::Privileges) {
+            None
+        } else {
+            caps::plan()?
+        };
 
         let mut env = Vec::with_capacity(policy.env.len() + 1);
+        if off(Mutant::EnvClear) {
+            for (k, v) in std::env::vars_os() {
+                if !policy.env.contains_key(&*k.to_string_lossy()) {
+                    let mut kv = k.into_encoded_bytes();
+                    kv.push(b'=');
+                    kv.extend_from_slice(v.as_encoded_bytes());
+                    if let Ok(c) = CString::new(kv) {
+                        env.push(c);
+                    }
+                }
+            }
+        }
         for (k, v) in &policy.env {
             if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
                 return Err(setup_err(
@@ -150,16 +256,30 @@ impl Sandbox {
         Ok(Sandbox {
             ruleset: compiled.fd,
             filter,
+            caps,
+            on: PlanMechanisms {
+                new_session: !off(Mutant::NewSession),
+                kill_tree: !off(Mutant::TreeKill),
+                close_fds: !off(Mutant::CloseFds),
+            },
+            mutant,
             limits,
             filtered: compiled.filtered,
             env,
             path_var,
             cwd: limits::cpath(&cwd)?,
-            timeout: policy.timeout.map(|t| t.0),
-            output_cap: policy
-                .limits
-                .output_bytes
-                .map_or(DEFAULT_OUTPUT_BYTES, |s| s.0) as usize,
+            timeout: policy
+                .timeout
+                .map(|t| t.0)
+                .filter(|_| !off(Mutant::Timeout)),
+            output_cap: if off(Mutant::OutputCap) {
+                usize::MAX
+            } else {
+                policy
+                    .limits
+                    .output_bytes
+                    .map_or(DEFAULT_OUTPUT_BYTES, |s| s.0) as usize
+            },
             abi,
             cgroups: Mutex::new(Vec::new()),
         })
@@ -183,8 +303,21 @@ impl Sandbox {
 
     /// Runs `command` with the given stdio, and waits for the whole tree.
     pub fn run_with(&self, command: &Command, stdio: Stdio) -> RunOutput {
+        self.run_opts(
+            command,
+            &RunOptions {
+                stdio,
+                ..Default::default()
+            },
+        )
+    }
+
+    /// Runs `command` with `opts` (stdio, a canceller and its grace), and
+    /// waits for the whole tree. A cancelled run returns normally once the
+    /// tree is gone; its outcome is what the command died of.
+    pub fn run_opts(&self, command: &Command, opts: &RunOptions) -> RunOutput {
         let started = Instant::now();
-        let mut out = match self.spawn_and_wait(command, stdio) {
+        let mut out = match self.spawn_and_wait(command, opts) {
             Ok(out) => out,
             Err(e) => RunOutput::setup_error(e.kind, e.message),
         };
@@ -193,7 +326,12 @@ impl Sandbox {
         out
     }
 
-    fn spawn_and_wait(&self, command: &Command, stdio: Stdio) -> Result<RunOutput, SetupError> {
+    fn spawn_and_wait(
+        &self,
+        command: &Command,
+        opts: &RunOptions,
+    ) -> Result<RunOutput, SetupError> {
+        let stdio = opts.stdio;
         let (argv, script_body): (Vec<&str>, &[u8]) = match &command.program {
             Program::Argv(a) => (a.iter().map(String::as_str).collect(), &[]),
             Program::Script(s) => {
@@ -294,7 +432,15 @@ impl Sandbox {
             ruleset: self.ruleset.as_raw_fd(),
             cgroup_procs: cgroup.as_ref().map_or(-1, |c| c.procs_fd()),
             rlimits: &rlimits,
-            seccomp: self.filter.as_ref().map(seccomp::Filter::sock_fprog),
+            seccomp: Some(self.filter.sock_fprog()),
+            seccomp_slots: self.filter.slots(),
+            caps: self.caps,
+            on: self.on,
+            cancel: opts.cancel.as_ref().map_or(-1, Canceller::read_fd),
+            grace: libc::timespec {
+                tv_sec: opts.grace.as_secs().min(i32::MAX as u64) as _,
+                tv_nsec: opts.grace.subsec_nanos() as libc::c_long,
+            },
             path: path_c.as_ptr(),
             argv: argv_p.as_ptr(),
             envp: envp_p.as_ptr(),
@@ -402,6 +548,8 @@ fn outcome_of(r: &Report, argv0: &str, cwd: &CString) -> Result<Outcome, Option<
                 Stage::NoNewPrivs => "set no_new_privs",
                 Stage::Landlock => "enforce the Landlock ruleset (landlock_restrict_self)",
                 Stage::Seccomp => "load the seccomp filter",
+                Stage::Session => "start a new session (setsid)",
+                Stage::Capabilities => "drop capabilities",
                 _ => "set up the sandbox supervisor",
             };
             return setup(

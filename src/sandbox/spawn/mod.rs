@@ -10,9 +10,16 @@
 //!   tree (its process group first, then every remaining child, repeatedly,
 //!   until it has none), reaps it all and writes one [`Report`] into memory
 //!   the caller reads after reaping S.
-//! - the **command** G leads its own process group, joins the pids cgroup,
-//!   applies the limits, enters the working directory, restricts itself
-//!   with Landlock, loads the seccomp filter and execs. A failure before exec
+//! - the **command** G starts a session of its own (so it has no
+//!   controlling terminal: nothing it does can push input into the
+//!   caller's), joins the pids cgroup, applies the limits, enters the
+//!   working directory, restricts itself with Landlock, drops every
+//!   capability (bounding, ambient, effective, permitted, inheritable; the
+//!   securebits locked so root's exec grants none back), loads the seccomp
+//!   filter and execs.
+//! - S also watches a cancel pipe ([`super::Canceller`]): on a byte (a
+//!   signal number) it sends that signal to the command's tree, gives it
+//!   the plan's grace, then kills and reaps everything as on a deadline. A failure before exec
 //!   is written as a `(stage, errno)` pair into the same shared memory
 //!   before G exits; a G that exec'd leaves it at [`Stage::None`].
 //!
@@ -85,11 +92,13 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 
 use super::limits::Rlimit;
 
-/// Fixed fd layout S sets up for G.
+/// Fixed fd layout S sets up for G. The cancel pipe is S's own: G closes
+/// it at exec (close-on-exec), like the ruleset and the cgroup file.
 const FD_SCRIPT: i32 = 3;
 const FD_RULESET: i32 = 4;
 const FD_CGROUP: i32 = 5;
-const FD_FIRST_FREE: i32 = 6;
+const FD_CANCEL: i32 = 6;
+const FD_FIRST_FREE: i32 = 7;
 
 /// Whether S and G share the caller's memory (`clone(CLONE_VM)`) or are
 /// forks of it.
@@ -123,6 +132,10 @@ pub enum Stage {
     Exec = 8,
     /// The supervisor's own setup (prctl, fds).
     Supervisor = 9,
+    /// setsid.
+    Session = 10,
+    /// Dropping capabilities.
+    Capabilities = 11,
 }
 
 impl Stage {
@@ -137,6 +150,8 @@ impl Stage {
             7 => Stage::Seccomp,
             8 => Stage::Exec,
             9 => Stage::Supervisor,
+            10 => Stage::Session,
+            11 => Stage::Capabilities,
             _ => Stage::None,
         }
     }
@@ -149,6 +164,8 @@ pub struct Report {
     pub wait_status: i32,
     /// The deadline fired and the supervisor killed the tree.
     pub timed_out: bool,
+    /// The run was cancelled (and the tree killed).
+    pub cancelled: bool,
     /// Where the command failed before exec, if it did.
     pub stage: Stage,
     /// The errno of that failure.
@@ -188,6 +205,39 @@ pub struct ChildPlan<'a> {
     pub cwd: *const c_char,
     /// The deadline, relative to the supervisor's start; `None`: no deadline.
     pub timeout: Option<libc::timespec>,
+    /// Read end of the cancel pipe, or -1.
+    pub cancel: i32,
+    /// How long the tree has after a cancel signal before SIGKILL.
+    pub grace: libc::timespec,
+    /// Capabilities to drop before exec; `None`: nothing to drop.
+    pub caps: Option<CapsPlan>,
+    /// Instructions of the seccomp program to patch with this run's pids
+    /// (below Landlock ABI 6); empty: install it as it is.
+    pub seccomp_slots: &'a [super::seccomp::Slot],
+    /// Mechanisms a mutant switches off (all true outside mutants).
+    pub on: PlanMechanisms,
+}
+
+/// How G drops capabilities.
+#[derive(Debug, Clone, Copy)]
+pub struct CapsPlan {
+    /// The highest capability number the kernel knows.
+    pub last_cap: u32,
+    /// The process may change its bounding set and securebits
+    /// (`CAP_SETPCAP`); without it only the sets it holds are emptied,
+    /// which `no_new_privs` keeps from coming back at exec.
+    pub setpcap: bool,
+}
+
+/// Spawn-path mechanisms a mutant can switch off.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanMechanisms {
+    /// G starts a new session (else only a new process group).
+    pub new_session: bool,
+    /// S kills the rest of the tree after the command.
+    pub kill_tree: bool,
+    /// S closes every fd the command was not meant to get.
+    pub close_fds: bool,
 }
 
 mod command;
@@ -210,9 +260,13 @@ struct Shared {
     /// Written by G before it exits on a failure before exec.
     command_stage: AtomicU32,
     command_errno: AtomicI32,
+    /// The command's pid, stored by S once G exists (0 before): if S dies
+    /// without reporting, the caller still kills G's process group.
+    command_pid: AtomicI32,
     /// S's report; `reported` is stored last.
     wait_status: AtomicI32,
     timed_out: AtomicU32,
+    cancelled: AtomicU32,
     stage: AtomicU32,
     errno: AtomicI32,
     reported: AtomicU32,
@@ -284,8 +338,10 @@ impl Region {
                 handlers_cleared: AtomicBool::new(false),
                 command_stage: AtomicU32::new(0),
                 command_errno: AtomicI32::new(0),
+                command_pid: AtomicI32::new(0),
                 wait_status: AtomicI32::new(0),
                 timed_out: AtomicU32::new(0),
+                cancelled: AtomicU32::new(0),
                 stage: AtomicU32::new(0),
                 errno: AtomicI32::new(0),
                 reported: AtomicU32::new(0),
@@ -406,12 +462,23 @@ impl<'a> Supervisor<'a> {
         if sh.reported.load(Ordering::Acquire) == 0 {
             // S died before reaping G: a G that had not exec'd yet may still
             // be on its way out (see the module docs). Keep its stack mapped.
+            let g = sh.command_pid.load(Ordering::Relaxed);
             self.region.leak = true;
+            // G dies with S (PR_SET_PDEATHSIG); what G started in its own
+            // session and process group goes with it here. (The command
+            // cannot kill S itself: Landlock's signal scope, or the seccomp
+            // fallback below ABI 6, refuses it; this is for S killed from
+            // outside.)
+            if g > 0 {
+                // SAFETY: kill with integers, on the command's own group.
+                unsafe { libc::kill(-g, libc::SIGKILL) };
+            }
             return (None, st);
         }
         let report = Report {
             wait_status: sh.wait_status.load(Ordering::Relaxed),
             timed_out: sh.timed_out.load(Ordering::Relaxed) != 0,
+            cancelled: sh.cancelled.load(Ordering::Relaxed) != 0,
             stage: Stage::from_u32(sh.stage.load(Ordering::Relaxed)),
             errno: sh.errno.load(Ordering::Relaxed),
         };

@@ -118,6 +118,19 @@ macro_rules! sys {
             [$a as usize, $b as usize, $c as usize, $d as usize, $e as usize, 0],
         )
     };
+    ($nr:expr, $a:expr, $b:expr, $c:expr, $d:expr, $e:expr, $f:expr) => {
+        $crate::sandbox::spawn::raw::raw_syscall(
+            $nr,
+            [
+                $a as usize,
+                $b as usize,
+                $c as usize,
+                $d as usize,
+                $e as usize,
+                $f as usize,
+            ],
+        )
+    };
 }
 
 pub(crate) use sys;

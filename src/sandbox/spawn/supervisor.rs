@@ -6,7 +6,9 @@ use std::sync::atomic::Ordering;
 
 use super::command::command_entry;
 use super::raw::*;
-use super::{ChildPlan, Report, Shared, Stage, FD_CGROUP, FD_FIRST_FREE, FD_RULESET, FD_SCRIPT};
+use super::{
+    ChildPlan, Report, Shared, Stage, FD_CANCEL, FD_CGROUP, FD_FIRST_FREE, FD_RULESET, FD_SCRIPT,
+};
 
 // ---------------------------------------------------------------------------
 // The supervisor S. Everything from here on runs in S or G: raw syscalls,
@@ -31,6 +33,9 @@ fn report(shared: &Shared, r: Report) -> ! {
     shared
         .timed_out
         .store(u32::from(r.timed_out), Ordering::Relaxed);
+    shared
+        .cancelled
+        .store(u32::from(r.cancelled), Ordering::Relaxed);
     shared.stage.store(r.stage as u32, Ordering::Relaxed);
     shared.errno.store(r.errno, Ordering::Relaxed);
     shared.reported.store(1, Ordering::Release);
@@ -44,6 +49,7 @@ fn report_failure(shared: &Shared, stage: Stage, errno: i32) -> ! {
         Report {
             wait_status: 0,
             timed_out: false,
+            cancelled: false,
             stage,
             errno,
         },
@@ -98,16 +104,18 @@ fn supervisor(plan: &ChildPlan<'_>, shared: &Shared) -> ! {
         Ok(pid) => pid as libc::pid_t,
         Err(e) => report_failure(shared, Stage::Fork, e),
     };
-    // S needs none of its fds any more: closing them lets the caller see EOF
-    // on the output pipes as soon as the tree is gone.
-    close_from(0);
+    shared.command_pid.store(child, Ordering::Relaxed);
+    // S needs none of its fds but the cancel pipe any more: closing them
+    // lets the caller see EOF on the output pipes as soon as the tree is
+    // gone.
+    close_range(0, FD_CANCEL - 1);
+    close_from(FD_CANCEL + 1);
 
-    let timed_out = match deadline {
-        Some((start, timeout)) => wait_with_deadline(child, start, timeout),
-        None => false,
-    };
+    let ended = wait_command(plan, child, deadline);
     let status = reap(child);
-    kill_tree(child);
+    if plan.on.kill_tree {
+        kill_tree(child);
+    }
     let stage = shared.command_stage.load(Ordering::Relaxed);
     if stage != Stage::None as u32 {
         let errno = shared.command_errno.load(Ordering::Relaxed);
@@ -117,7 +125,8 @@ fn supervisor(plan: &ChildPlan<'_>, shared: &Shared) -> ! {
         shared,
         Report {
             wait_status: status,
-            timed_out,
+            timed_out: ended == Ended::TimedOut,
+            cancelled: ended == Ended::Cancelled,
             stage: Stage::None,
             errno: 0,
         },
@@ -134,6 +143,7 @@ fn place_fds(plan: &ChildPlan<'_>) -> Result<(), i32> {
         (plan.script, FD_SCRIPT, false),
         (plan.ruleset, FD_RULESET, true),
         (plan.cgroup_procs, FD_CGROUP, true),
+        (plan.cancel, FD_CANCEL, true),
     ];
     // A source inside the target range, not already in place, might be
     // overwritten by an earlier move: lift it out of the range first. Other
@@ -162,7 +172,9 @@ fn place_fds(plan: &ChildPlan<'_>) -> Result<(), i32> {
         };
         check(r)?;
     }
-    close_from(FD_FIRST_FREE);
+    if plan.on.close_fds {
+        close_from(FD_FIRST_FREE);
+    }
     Ok(())
 }
 
@@ -171,6 +183,14 @@ fn place_fds(plan: &ChildPlan<'_>) -> Result<(), i32> {
 pub(super) struct Rlimit64 {
     pub(super) cur: u64,
     pub(super) max: u64,
+}
+
+/// Closes fds `first..=last`.
+fn close_range(first: i32, last: i32) {
+    for fd in first..=last {
+        // SAFETY: closing fds this process does not need; harmless if unused.
+        unsafe { sys!(libc::SYS_close, fd) };
+    }
 }
 
 /// Closes every fd from `first` up.
@@ -250,69 +270,170 @@ fn reap(child: libc::pid_t) -> i32 {
     }
 }
 
-/// Waits for `child` to exit or the deadline to pass; on the deadline,
-/// kills the command's process group and returns `true`. The command is
-/// not reaped here.
-fn wait_with_deadline(child: libc::pid_t, start: libc::timespec, timeout: libc::timespec) -> bool {
+/// How the wait for the command ended.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// The command exited (or S has nothing to wait with: no deadline, no
+    /// cancel pipe; [`reap`] blocks then).
+    Exited,
+    /// The deadline fired; the command's group was killed.
+    TimedOut,
+    /// A cancel signal came; it was forwarded, and after the grace the
+    /// command's group was killed.
+    Cancelled,
+}
+
+/// SIGKILLs the command's process group and the command.
+fn kill_command(child: libc::pid_t) {
+    // SAFETY: kill with integers; the group is the command's.
+    unsafe {
+        sys!(libc::SYS_kill, -child, libc::SIGKILL);
+        sys!(libc::SYS_kill, child, libc::SIGKILL);
+    }
+}
+
+/// Waits for `child` to exit, the deadline to pass or a cancel byte to
+/// come. The command is not reaped here.
+fn wait_command(
+    plan: &ChildPlan<'_>,
+    child: libc::pid_t,
+    deadline: Option<(libc::timespec, libc::timespec)>,
+) -> Ended {
+    let mut cancel = if plan.cancel >= 0 { FD_CANCEL } else { -1 };
+    if deadline.is_none() && cancel < 0 {
+        return Ended::Exited;
+    }
     // SAFETY: pidfd_open takes integers only.
-    let pidfd = check(unsafe { sys!(libc::SYS_pidfd_open, child, 0) }).ok();
+    let pidfd = check(unsafe { sys!(libc::SYS_pidfd_open, child, 0) })
+        .map(|fd| fd as i32)
+        .unwrap_or(-1);
     loop {
-        let Some(left) = remaining(start, timeout) else {
-            // SAFETY: kill with integers; the group is the command's.
-            unsafe {
-                sys!(libc::SYS_kill, -child, libc::SIGKILL);
-                sys!(libc::SYS_kill, child, libc::SIGKILL);
-            }
-            return true;
+        let left = match deadline {
+            Some((start, timeout)) => match remaining(start, timeout) {
+                Some(left) => Some(left),
+                None => {
+                    kill_command(child);
+                    return Ended::TimedOut;
+                }
+            },
+            None => None,
         };
-        if let Some(fd) = pidfd {
-            let mut pfd = libc::pollfd {
-                fd: fd as i32,
+        // Without a pidfd (kernel < 5.3) look every millisecond.
+        let tick = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 1_000_000,
+        };
+        let wait = if pidfd < 0 { Some(tick) } else { left };
+        let mut fds = [
+            libc::pollfd {
+                fd: pidfd,
                 events: libc::POLLIN,
                 revents: 0,
-            };
-            // SAFETY: ppoll on one live pollfd with a live timespec and no
-            // signal mask.
+            },
+            libc::pollfd {
+                fd: cancel,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        poll(&mut fds, wait.as_ref());
+        if fds[0].revents != 0 || (pidfd < 0 && exited(child)) {
+            return Ended::Exited;
+        }
+        if fds[1].revents != 0 {
+            let mut sig = 0u8;
+            // SAFETY: peek at one byte into a live local (other runs watch
+            // the same canceller: the byte stays for them).
             let r = unsafe {
                 sys!(
-                    libc::SYS_ppoll,
-                    &mut pfd as *mut libc::pollfd,
+                    libc::SYS_recvfrom,
+                    FD_CANCEL,
+                    &mut sig as *mut u8,
                     1,
-                    &left as *const libc::timespec,
+                    libc::MSG_PEEK | libc::MSG_DONTWAIT,
                     0,
-                    SIGSET_SIZE
-                )
-            };
-            if r > 0 {
-                return false;
-            }
-        } else {
-            // No pidfd (kernel < 5.3): look every millisecond, without reaping.
-            // SAFETY: a zeroed siginfo is a valid out-parameter.
-            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-            // SAFETY: waitid with WNOWAIT fills a live siginfo.
-            let r = unsafe {
-                sys!(
-                    libc::SYS_waitid,
-                    libc::P_PID,
-                    child,
-                    &mut info as *mut libc::siginfo_t,
-                    libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
                     0
                 )
             };
-            // SAFETY: si_pid is valid for a filled (or zeroed) siginfo.
-            if r == 0 && unsafe { info.si_pid() } == child {
-                return false;
+            if check(r) != Ok(1) {
+                // The canceller is gone without cancelling: nothing to watch.
+                cancel = -1;
+                continue;
             }
-            let ms = libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 1_000_000,
+            forward(child, i32::from(sig));
+            let grace = match left {
+                Some(l) if nanos(l) < nanos(plan.grace) => l,
+                _ => plan.grace,
             };
-            // SAFETY: nanosleep with a live timespec.
-            unsafe { sys!(libc::SYS_nanosleep, &ms as *const libc::timespec, 0) };
+            let start = now();
+            while let Some(rest) = remaining(start, grace) {
+                let mut p = [libc::pollfd {
+                    fd: pidfd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                }];
+                let wait = if pidfd < 0 { tick } else { rest };
+                poll(&mut p, Some(&wait));
+                if p[0].revents != 0 || (pidfd < 0 && exited(child)) {
+                    break;
+                }
+            }
+            kill_command(child);
+            return Ended::Cancelled;
         }
     }
+}
+
+/// `ppoll` on `fds` (negative fds are ignored), up to `timeout`.
+fn poll(fds: &mut [libc::pollfd], timeout: Option<&libc::timespec>) {
+    let t = timeout.map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: ppoll on live pollfds with a live (or null) timespec and no
+    // signal mask.
+    unsafe {
+        sys!(
+            libc::SYS_ppoll,
+            fds.as_mut_ptr(),
+            fds.len(),
+            t,
+            0,
+            SIGSET_SIZE
+        )
+    };
+}
+
+/// Whether `child` has exited, without reaping it.
+fn exited(child: libc::pid_t) -> bool {
+    // SAFETY: a zeroed siginfo is a valid out-parameter.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid with WNOWAIT fills a live siginfo.
+    let r = unsafe {
+        sys!(
+            libc::SYS_waitid,
+            libc::P_PID,
+            child,
+            &mut info as *mut libc::siginfo_t,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            0
+        )
+    };
+    // SAFETY: si_pid is valid for a filled (or zeroed) siginfo.
+    r == 0 && unsafe { info.si_pid() } == child
+}
+
+/// Sends a cancel signal to the command's group, the command, and every
+/// orphan S holds (processes that left the group, e.g. with setsid).
+fn forward(child: libc::pid_t, sig: i32) {
+    let sig = if (1..=64).contains(&sig) {
+        sig
+    } else {
+        libc::SIGTERM
+    };
+    // SAFETY: kill with integers; the group is the command's.
+    unsafe {
+        sys!(libc::SYS_kill, -child, sig);
+        sys!(libc::SYS_kill, child, sig);
+    }
+    signal_children(sig);
 }
 
 /// Kills and reaps every remaining process of the tree. S is a subreaper,
@@ -336,15 +457,15 @@ fn kill_tree(leader: libc::pid_t) {
             unsafe { sys!(libc::SYS_kill, -leader, libc::SIGKILL) };
             group_killed = true;
         }
-        kill_children();
+        signal_children(libc::SIGKILL);
         // SAFETY: block until one of them is gone (or, for a child that
         // could not be listed, until it exits).
         unsafe { sys!(libc::SYS_wait4, -1i32, 0, 0, 0) };
     }
 }
 
-/// SIGKILLs every pid in `/proc/thread-self/children`.
-fn kill_children() {
+/// Sends `sig` to every pid in `/proc/thread-self/children`.
+fn signal_children(sig: i32) {
     const PATH: &[u8] = b"/proc/thread-self/children\0";
     // SAFETY: openat with a NUL-terminated static path.
     let r = unsafe {
@@ -361,7 +482,7 @@ fn kill_children() {
         let pid = pid as i32;
         if pid > 0 {
             // SAFETY: kill with integers, on a positive pid (never a group).
-            unsafe { sys!(libc::SYS_kill, pid, libc::SIGKILL) };
+            unsafe { sys!(libc::SYS_kill, pid, sig) };
         }
     };
     let mut buf = [0u8; 4096];

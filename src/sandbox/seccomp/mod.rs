@@ -1,0 +1,316 @@
+//! Seccomp filters: what Landlock cannot express (or cannot on this ABI),
+//! and the kernel surface a sandboxed command is refused by default.
+//!
+//! Built in the parent with `seccompiler` into a BPF program, with a small
+//! hand-assembled prefix ([`asm`]) for what seccompiler cannot say;
+//! installed in the child with one raw `seccomp(2)` call (no allocation
+//! after fork).
+//!
+//! What the sandbox filter refuses, by rule group ([`rules`]; each group is
+//! a line of docs/threat-model.md):
+//! - always: io_uring; BPF, perf events, userfaultfd; keyrings; SysV and
+//!   POSIX IPC; new namespaces and `setns`; mounts, modules, kexec and the
+//!   rest of machine administration; executable memfds; any x32 syscall;
+//!   `clone3` fails with ENOSYS (its flags are in memory the filter cannot
+//!   read; libc falls back to `clone`, whose namespace flags are refused);
+//! - with the network restricted: every socket family but unix (and unix
+//!   too below Landlock ABI 9, which cannot check a socket's path); under
+//!   `deny` every inet socket, under port rules the inet sockets Landlock
+//!   does not control, `sendto`/`sendmsg` with `MSG_FASTOPEN`, and
+//!   `listen()` when no bind port is listed;
+//! - below Landlock ABI 6 (no signal scoping): signals to process groups,
+//!   to every process (-1), to the supervisor and to the caller; `tkill`,
+//!   `pidfd_send_signal`, and naming a signal owner (`F_SETOWN`…);
+//! - as root with resource limits: `setrlimit` and `prlimit64` writes.
+//!
+//! The architecture check is seccompiler's: a syscall made through another
+//! ABI (i386 `int 0x80` from a 64-bit process) kills the process.
+
+mod asm;
+mod rules;
+
+use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, TargetArch};
+
+pub use asm::{Slot, SlotKind};
+
+use super::SetupError;
+use crate::policy::SetupErrorKind;
+
+/// The network part of the filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetRules {
+    /// Nothing refused.
+    Allow,
+    /// No inet socket; unix only where Landlock checks its path.
+    Deny,
+    /// TCP port rules: inet sockets Landlock controls; `listen` only when
+    /// some bind port is listed.
+    Ports {
+        /// A bind port is listed, so `listen()` is allowed.
+        listen: bool,
+    },
+}
+
+/// Rule groups that can be switched off one at a time (mutants).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Groups {
+    /// Socket families, types, Fast Open, listen.
+    pub sockets: bool,
+    /// io_uring.
+    pub io_uring: bool,
+    /// bpf, perf_event_open, userfaultfd.
+    pub kernel_surface: bool,
+    /// keyctl, add_key, request_key.
+    pub keyrings: bool,
+    /// SysV and POSIX IPC.
+    pub ipc: bool,
+    /// unshare, setns, clone with namespace flags, clone3.
+    pub namespaces: bool,
+    /// Mounts, modules, kexec, reboot, swap…
+    pub admin: bool,
+    /// Executable memfds.
+    pub memfd_exec: bool,
+    /// Signals outside, below Landlock ABI 6.
+    pub signals: bool,
+    /// setrlimit/prlimit64 writes (root with rlimits).
+    pub rlimits: bool,
+}
+
+impl Groups {
+    /// Every group on.
+    pub const ALL: Groups = Groups {
+        sockets: true,
+        io_uring: true,
+        kernel_surface: true,
+        keyrings: true,
+        ipc: true,
+        namespaces: true,
+        admin: true,
+        memfd_exec: true,
+        signals: true,
+        rlimits: true,
+    };
+}
+
+/// What the filter must enforce for one policy on one kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spec {
+    /// The network rules.
+    pub network: NetRules,
+    /// Landlock controls TCP connect/bind (ABI ≥ 4).
+    pub landlock_tcp: bool,
+    /// Landlock controls UDP bind/send (ABI ≥ 10).
+    pub landlock_udp: bool,
+    /// Landlock checks the path of a unix socket (ABI ≥ 9).
+    pub landlock_unix: bool,
+    /// Landlock scopes signals (ABI ≥ 6); below, the filter's fallback.
+    pub landlock_signal_scope: bool,
+    /// Root with rlimits: refuse raising them.
+    pub lock_rlimits: bool,
+    /// The groups in force.
+    pub groups: Groups,
+}
+
+/// A compiled filter, ready to install after fork.
+#[derive(Debug, Clone)]
+pub struct Filter {
+    prog: BpfProgram,
+    slots: Vec<Slot>,
+}
+
+/// Longest program that can be patched per run: G copies it onto its own
+/// stack (8 bytes an instruction).
+pub const MAX_PATCHED_LEN: usize = 1024;
+
+fn arch() -> Result<TargetArch, SetupError> {
+    TargetArch::try_from(std::env::consts::ARCH).map_err(|e| SetupError {
+        kind: SetupErrorKind::RestrictFailed,
+        message: format!(
+            "failed to build the seccomp filter: unsupported architecture {}: {e}",
+            std::env::consts::ARCH
+        ),
+    })
+}
+
+fn err(what: &str, e: impl std::fmt::Display) -> SetupError {
+    SetupError {
+        kind: SetupErrorKind::RestrictFailed,
+        message: format!("failed to build the seccomp filter ({what}): {e}"),
+    }
+}
+
+/// seccompiler's program starts with these three: load the arch, compare,
+/// kill on a mismatch.
+const ARCH_CHECK_LEN: usize = 3;
+
+/// The signal syscalls whose first argument is the target process.
+const SIGNAL_SYSCALLS: [i64; 4] = [
+    libc::SYS_kill,
+    libc::SYS_tgkill,
+    libc::SYS_rt_sigqueueinfo,
+    libc::SYS_rt_tgsigqueueinfo,
+];
+
+impl Filter {
+    /// The sandbox's filter for `spec`.
+    pub fn sandbox(spec: &Spec) -> Result<Filter, SetupError> {
+        let g = spec.groups;
+        let mut body = rules::Rules::new();
+        if g.sockets {
+            rules::sockets(&mut body, spec)?;
+        }
+        if g.io_uring {
+            rules::io_uring(&mut body);
+        }
+        if g.kernel_surface {
+            rules::kernel_surface(&mut body);
+        }
+        if g.keyrings {
+            rules::keyrings(&mut body);
+        }
+        if g.ipc {
+            rules::ipc(&mut body);
+        }
+        if g.namespaces {
+            rules::namespaces(&mut body)?;
+        }
+        if g.admin {
+            rules::admin(&mut body);
+        }
+        if g.memfd_exec {
+            rules::memfd_exec(&mut body)?;
+        }
+        let fallback = g.signals && !spec.landlock_signal_scope;
+        if fallback {
+            rules::signals_fallback(&mut body)?;
+        }
+        if spec.lock_rlimits && g.rlimits {
+            rules::lock_rlimits(&mut body)?;
+        }
+        let mut prefix = asm::Prefix::new();
+        prefix.deny_x32();
+        if g.namespaces {
+            prefix.enosys(libc::SYS_clone3);
+        }
+        if fallback {
+            prefix.deny_signals_outside(&SIGNAL_SYSCALLS);
+        }
+        let filter = Self::compile(body, libc::EPERM)?;
+        let (code, slots) = prefix.finish(ARCH_CHECK_LEN);
+        let mut prog = filter.prog;
+        if prog.len() < ARCH_CHECK_LEN {
+            return Err(err(
+                "layout",
+                "seccompiler's program has no architecture check",
+            ));
+        }
+        prog.splice(ARCH_CHECK_LEN..ARCH_CHECK_LEN, code);
+        if !slots.is_empty() && prog.len() > MAX_PATCHED_LEN {
+            return Err(err(
+                "layout",
+                format!(
+                    "{} instructions, more than {MAX_PATCHED_LEN} can be patched per run",
+                    prog.len()
+                ),
+            ));
+        }
+        Ok(Filter { prog, slots })
+    }
+
+    /// A filter making the landlock syscalls (444–446) fail with `errno`:
+    /// a kernel without Landlock (ENOSYS) or with it disabled (EOPNOTSUPP).
+    pub fn no_landlock(errno: i32) -> Result<Filter, SetupError> {
+        Self::failing(
+            &[
+                libc::SYS_landlock_create_ruleset,
+                libc::SYS_landlock_add_rule,
+                libc::SYS_landlock_restrict_self,
+            ],
+            errno,
+        )
+    }
+
+    /// A filter making exactly `syscalls` fail with `errno`; everything
+    /// else is allowed. For fault injection (tests, platform simulation).
+    pub fn failing(syscalls: &[i64], errno: i32) -> Result<Filter, SetupError> {
+        let rules = syscalls.iter().map(|nr| (*nr, vec![])).collect();
+        Self::compile(rules, errno)
+    }
+
+    fn compile(rules: rules::Rules, errno: i32) -> Result<Filter, SetupError> {
+        let filter = SeccompFilter::new(
+            rules,
+            SeccompAction::Allow,
+            SeccompAction::Errno(errno as u32),
+            arch()?,
+        )
+        .map_err(|e| err("filter", e))?;
+        let prog: BpfProgram = filter.try_into().map_err(|e| err("compile", e))?;
+        Ok(Filter {
+            prog,
+            slots: Vec::new(),
+        })
+    }
+
+    /// The program as `seccomp(SECCOMP_SET_MODE_FILTER)` takes it, for the
+    /// spawn path, which makes that call as a raw syscall (it may not touch
+    /// errno). Points into `self`: valid while `self` is. When
+    /// [`Filter::slots`] is not empty the program must be copied and
+    /// patched per run first.
+    pub fn sock_fprog(&self) -> libc::sock_fprog {
+        libc::sock_fprog {
+            len: self.prog.len() as u16,
+            filter: self.prog.as_ptr() as *mut libc::sock_filter,
+        }
+    }
+
+    /// Instructions whose constant is a pid known only per run.
+    pub fn slots(&self) -> &[Slot] {
+        &self.slots
+    }
+
+    /// The instructions (for tests and `sandspec probe`-like inspection).
+    pub fn len(&self) -> usize {
+        self.prog.len()
+    }
+
+    /// Never true: a filter has at least its architecture check.
+    pub fn is_empty(&self) -> bool {
+        self.prog.is_empty()
+    }
+
+    /// Installs the filter on the calling thread. Sets `no_new_privs` first
+    /// (required for unprivileged filters). Only for filters without
+    /// slots.
+    ///
+    /// # Safety
+    /// Async-signal-safe: no allocation, two syscalls; may be called between
+    /// fork and exec. The filter is irreversible for the caller.
+    pub unsafe fn install(&self) -> std::io::Result<()> {
+        if !self.slots.is_empty() {
+            return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        // SAFETY: prctl with integer arguments only.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let fprog = self.sock_fprog();
+        // SAFETY: the kernel copies the program from `fprog`, which points to
+        // `self.prog`, alive for the duration of the call.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                0,
+                &fprog as *const libc::sock_fprog,
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,320 @@
+//! The rule groups of the sandbox's filter, as seccompiler rules (every
+//! match fails with EPERM). Each group is one line of the threat model
+//! (docs/threat-model.md) and one mutant of the corpus's mutation score.
+
+use std::collections::BTreeMap;
+
+use seccompiler::{SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompRule};
+
+use super::{err, NetRules, Spec};
+use crate::sandbox::SetupError;
+
+pub type Rules = BTreeMap<i64, Vec<SeccompRule>>;
+
+const IPPROTO_IP: u64 = 0;
+const IPPROTO_TCP: u64 = 6;
+const IPPROTO_UDP: u64 = 17;
+const SOCK_TYPE_MASK: u64 = 0xf;
+const MSG_FASTOPEN: u64 = 0x2000_0000;
+/// `MFD_NOEXEC_SEAL` (Linux 6.3): the memfd can never be made executable.
+const MFD_NOEXEC_SEAL: u64 = 0x8;
+const FIOSETOWN: u64 = 0x8901;
+const SIOCSPGRP: u64 = 0x8902;
+/// `F_SETOWN_EX` (asm-generic/fcntl.h).
+const F_SETOWN_EX: u64 = 15;
+
+fn cond(arg: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, SetupError> {
+    // Dword: the kernel reads these arguments as 32-bit ints and ignores
+    // the upper half of the register, so the filter must compare the same
+    // 32 bits (a Qword compare would let high garbage bits slip past).
+    SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value).map_err(|e| err("condition", e))
+}
+
+fn rule(conds: Vec<SeccompCondition>) -> Result<SeccompRule, SetupError> {
+    SeccompRule::new(conds).map_err(|e| err("rule", e))
+}
+
+/// The whole syscall fails.
+fn deny(rules: &mut Rules, nrs: &[i64]) {
+    for nr in nrs {
+        rules.insert(*nr, vec![]);
+    }
+}
+
+/// The syscall fails when any of `conds_list` (each an AND of conditions)
+/// holds.
+fn deny_when(
+    rules: &mut Rules,
+    nr: i64,
+    conds: Vec<Vec<SeccompCondition>>,
+) -> Result<(), SetupError> {
+    let entry = rules.entry(nr).or_default();
+    for c in conds {
+        entry.push(rule(c)?);
+    }
+    Ok(())
+}
+
+/// Rules matching the `socket()` calls to deny for an inet `domain` under
+/// port rules: every type Landlock does not control on this kernel.
+fn inet_socket_rules(domain: i32, s: &Spec) -> Result<Vec<Vec<SeccompCondition>>, SetupError> {
+    let d = domain as u64;
+    let mut out = Vec::new();
+    // Socket types 1..=10 (SOCK_STREAM=1, DGRAM=2, RAW=3, RDM=4,
+    // SEQPACKET=5, DCCP=6, PACKET=10), matched on the low bits (flags like
+    // SOCK_CLOEXEC are above).
+    for ty in 1..=10u64 {
+        let (allowed, proto_ok): (bool, &[u64]) = match ty {
+            1 => (s.landlock_tcp, &[IPPROTO_IP, IPPROTO_TCP]),
+            2 => (s.landlock_udp, &[IPPROTO_IP, IPPROTO_UDP]),
+            _ => (false, &[]),
+        };
+        let mut c = vec![
+            cond(0, SeccompCmpOp::Eq, d)?,
+            cond(1, SeccompCmpOp::MaskedEq(SOCK_TYPE_MASK), ty)?,
+        ];
+        if allowed {
+            // Allowed type, but only with the protocol Landlock controls
+            // (SOCK_STREAM with IPPROTO_SCTP or MPTCP would bypass it).
+            for p in proto_ok {
+                c.push(cond(2, SeccompCmpOp::Ne, *p)?);
+            }
+        }
+        out.push(c);
+    }
+    Ok(out)
+}
+
+/// `network: deny` / port rules: which sockets may exist at all, and the
+/// TCP calls Landlock does not see.
+pub fn sockets(rules: &mut Rules, s: &Spec) -> Result<(), SetupError> {
+    let unix = libc::AF_UNIX as u64;
+    match s.network {
+        NetRules::Allow => return Ok(()),
+        NetRules::Deny => {
+            // No inet socket at all: nothing to connect, bind, listen on
+            // (listen() without bind() auto-binds a port) or send through
+            // (sendto(MSG_FASTOPEN) connects without connect()). Only unix
+            // sockets, and those only where Landlock resolves their paths
+            // (ABI 9); below it a path cannot be checked, so none.
+            if s.landlock_unix {
+                deny_when(
+                    rules,
+                    libc::SYS_socket,
+                    vec![vec![cond(0, SeccompCmpOp::Ne, unix)?]],
+                )?;
+            } else {
+                deny(rules, &[libc::SYS_socket]);
+            }
+        }
+        NetRules::Ports { listen } => {
+            // Families: inet and inet6 (rules below), unix as above.
+            let mut fam = vec![
+                cond(0, SeccompCmpOp::Ne, libc::AF_INET as u64)?,
+                cond(0, SeccompCmpOp::Ne, libc::AF_INET6 as u64)?,
+            ];
+            if s.landlock_unix {
+                fam.push(cond(0, SeccompCmpOp::Ne, unix)?);
+            }
+            let mut c = vec![fam];
+            if !s.landlock_unix {
+                c.push(vec![cond(0, SeccompCmpOp::Eq, unix)?]);
+            }
+            c.extend(inet_socket_rules(libc::AF_INET, s)?);
+            c.extend(inet_socket_rules(libc::AF_INET6, s)?);
+            deny_when(rules, libc::SYS_socket, c)?;
+            // TCP Fast Open connects from sendto/sendmsg without the
+            // connect() hook Landlock checks (landlock-lsm/linux#41).
+            let fastopen = |arg| cond(arg, SeccompCmpOp::MaskedEq(MSG_FASTOPEN), MSG_FASTOPEN);
+            deny_when(rules, libc::SYS_sendto, vec![vec![fastopen(3)?]])?;
+            deny_when(rules, libc::SYS_sendmsg, vec![vec![fastopen(2)?]])?;
+            deny_when(rules, libc::SYS_sendmmsg, vec![vec![fastopen(3)?]])?;
+            if !listen {
+                // No bind port is listed: listen() could only auto-bind an
+                // ephemeral port, which Landlock does not check.
+                deny(rules, &[libc::SYS_listen]);
+            }
+        }
+    }
+    deny_when(
+        rules,
+        libc::SYS_socketpair,
+        vec![vec![cond(0, SeccompCmpOp::Ne, unix)?]],
+    )
+}
+
+/// io_uring: its operations bypass this filter (a socket, a connect, a
+/// send are io_uring ops, not syscalls), and it is a large attack surface.
+pub fn io_uring(rules: &mut Rules) {
+    deny(
+        rules,
+        &[
+            libc::SYS_io_uring_setup,
+            libc::SYS_io_uring_enter,
+            libc::SYS_io_uring_register,
+        ],
+    );
+}
+
+/// Kernel surface a sandboxed command has no use for and that has a long
+/// history of privilege escalations: BPF programs, perf events,
+/// userfaultfd (a tool for winning kernel races).
+pub fn kernel_surface(rules: &mut Rules) {
+    deny(
+        rules,
+        &[
+            libc::SYS_bpf,
+            libc::SYS_perf_event_open,
+            libc::SYS_userfaultfd,
+        ],
+    );
+}
+
+/// Keyrings: shared with processes outside (the user and session keyrings).
+pub fn keyrings(rules: &mut Rules) {
+    deny(
+        rules,
+        &[libc::SYS_keyctl, libc::SYS_add_key, libc::SYS_request_key],
+    );
+}
+
+/// SysV and POSIX IPC: host-wide objects that outlive the run (a refused
+/// `mq_open(O_CREAT)` used to leave its queue behind) and are reachable by
+/// key or name from outside.
+pub fn ipc(rules: &mut Rules) {
+    deny(
+        rules,
+        &[
+            libc::SYS_msgget,
+            libc::SYS_msgsnd,
+            libc::SYS_msgrcv,
+            libc::SYS_msgctl,
+            libc::SYS_semget,
+            libc::SYS_semop,
+            libc::SYS_semtimedop,
+            libc::SYS_semctl,
+            libc::SYS_shmget,
+            libc::SYS_shmat,
+            libc::SYS_shmdt,
+            libc::SYS_shmctl,
+            libc::SYS_mq_open,
+            libc::SYS_mq_unlink,
+            libc::SYS_mq_timedsend,
+            libc::SYS_mq_timedreceive,
+            libc::SYS_mq_notify,
+            libc::SYS_mq_getsetattr,
+        ],
+    );
+}
+
+/// New namespaces (a user namespace gives back every capability inside it)
+/// and joining others. `clone3` takes its flags in memory the filter cannot
+/// read, so it fails with ENOSYS from the prefix and libc falls back to
+/// `clone`, whose flags are checked here.
+pub fn namespaces(rules: &mut Rules) -> Result<(), SetupError> {
+    deny(rules, &[libc::SYS_unshare, libc::SYS_setns]);
+    let flags = [
+        libc::CLONE_NEWNS,
+        libc::CLONE_NEWCGROUP,
+        libc::CLONE_NEWUTS,
+        libc::CLONE_NEWIPC,
+        libc::CLONE_NEWUSER,
+        libc::CLONE_NEWPID,
+        libc::CLONE_NEWNET,
+    ];
+    let conds = flags
+        .iter()
+        .map(|f| {
+            let f = *f as u64;
+            cond(0, SeccompCmpOp::MaskedEq(f), f).map(|c| vec![c])
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    deny_when(rules, libc::SYS_clone, conds)
+}
+
+/// Administration of the machine: mounts, modules, kexec, reboot, swap,
+/// accounting, the kernel log, raw I/O ports, handles that bypass path
+/// checks (the "shocker" escape). All of them need capabilities the
+/// sandbox drops; refused here too, so that the promise does not rest on
+/// one mechanism.
+pub fn admin(rules: &mut Rules) {
+    deny(
+        rules,
+        &[
+            libc::SYS_mount,
+            libc::SYS_umount2,
+            libc::SYS_pivot_root,
+            libc::SYS_chroot,
+            libc::SYS_move_mount,
+            libc::SYS_open_tree,
+            libc::SYS_fsopen,
+            libc::SYS_fsconfig,
+            libc::SYS_fsmount,
+            libc::SYS_fspick,
+            libc::SYS_mount_setattr,
+            libc::SYS_init_module,
+            libc::SYS_finit_module,
+            libc::SYS_delete_module,
+            libc::SYS_kexec_load,
+            libc::SYS_kexec_file_load,
+            libc::SYS_reboot,
+            libc::SYS_swapon,
+            libc::SYS_swapoff,
+            libc::SYS_acct,
+            libc::SYS_syslog,
+            libc::SYS_open_by_handle_at,
+            libc::SYS_quotactl,
+            #[cfg(target_arch = "x86_64")]
+            libc::SYS_iopl,
+            #[cfg(target_arch = "x86_64")]
+            libc::SYS_ioperm,
+        ],
+    );
+}
+
+/// Executable memfds: a memfd lives on an internal mount no Landlock rule
+/// covers, so a binary copied into one runs (fexecve) whatever the exec
+/// allowlist says. Only memfds sealed non-executable may be created
+/// (`MFD_NOEXEC_SEAL`, Linux 6.3; older kernels reject the flag, so there
+/// no memfd can be made at all).
+pub fn memfd_exec(rules: &mut Rules) -> Result<(), SetupError> {
+    deny_when(
+        rules,
+        libc::SYS_memfd_create,
+        vec![vec![cond(1, SeccompCmpOp::MaskedEq(MFD_NOEXEC_SEAL), 0)?]],
+    )
+}
+
+/// Below Landlock ABI 6 there is no signal scoping: the prefix refuses
+/// signals to the supervisor, the caller, process groups and -1; these
+/// rules close the other ways to signal by pid.
+pub fn signals_fallback(rules: &mut Rules) -> Result<(), SetupError> {
+    // tkill takes a thread id, which may be any thread of the caller.
+    deny(rules, &[libc::SYS_tkill, libc::SYS_pidfd_send_signal]);
+    // SIGIO/SIGURG to an owner the command names.
+    deny_when(
+        rules,
+        libc::SYS_fcntl,
+        vec![
+            vec![cond(1, SeccompCmpOp::Eq, libc::F_SETOWN as u64)?],
+            vec![cond(1, SeccompCmpOp::Eq, F_SETOWN_EX)?],
+        ],
+    )?;
+    deny_when(
+        rules,
+        libc::SYS_ioctl,
+        vec![
+            vec![cond(1, SeccompCmpOp::Eq, FIOSETOWN)?],
+            vec![cond(1, SeccompCmpOp::Eq, SIOCSPGRP)?],
+        ],
+    )
+}
+
+/// As root with rlimits: root may raise a hard limit back.
+pub fn lock_rlimits(rules: &mut Rules) -> Result<(), SetupError> {
+    deny(rules, &[libc::SYS_setrlimit]);
+    // prlimit64(pid, resource, new_limit, old_limit): reading is fine.
+    let write = SeccompCondition::new(2, SeccompCmpArgLen::Qword, SeccompCmpOp::Ne, 0)
+        .map_err(|e| err("condition", e))?;
+    deny_when(rules, libc::SYS_prlimit64, vec![vec![write]])
+}

@@ -1,0 +1,287 @@
+//! The filter's decisions, checked by running the BPF program on
+//! `seccomp_data` in a small interpreter (no kernel, no fork): every rule
+//! group is asked the questions an attacker would ask it.
+
+use super::*;
+
+const ALLOW: u32 = 0x7fff_0000;
+const KILL_PROCESS: u32 = 0x8000_0000;
+const fn errno(e: i32) -> u32 {
+    0x0005_0000 | e as u32
+}
+
+#[cfg(target_arch = "x86_64")]
+const ARCH: u32 = 62 | 0x8000_0000 | 0x4000_0000;
+#[cfg(target_arch = "aarch64")]
+const ARCH: u32 = 183 | 0x8000_0000 | 0x4000_0000;
+
+/// Runs classic BPF as seccomp does, on (nr, arch, args).
+fn run(prog: &[seccompiler::sock_filter], nr: i64, arch: u32, args: [u64; 6]) -> u32 {
+    let mut data = Vec::with_capacity(64);
+    data.extend_from_slice(&(nr as u32).to_le_bytes());
+    data.extend_from_slice(&arch.to_le_bytes());
+    data.extend_from_slice(&0u64.to_le_bytes());
+    for a in args {
+        data.extend_from_slice(&a.to_le_bytes());
+    }
+    let word =
+        |off: u32| u32::from_le_bytes(data[off as usize..off as usize + 4].try_into().unwrap());
+    let (mut a, mut x) = (0u32, 0u32);
+    let mut pc = 0usize;
+    loop {
+        let i = &prog[pc];
+        pc += 1;
+        match i.code {
+            0x20 => a = word(i.k),           // ld w abs
+            0x54 => a &= i.k,                // alu and k
+            0x04 => a = a.wrapping_add(i.k), // alu add k
+            0x07 => x = a,                   // tax
+            0x87 => a = x,                   // txa
+            0x05 => pc += i.k as usize,      // ja
+            0x15 | 0x25 | 0x35 | 0x45 => {
+                let t = match i.code {
+                    0x15 => a == i.k,
+                    0x25 => a > i.k,
+                    0x35 => a >= i.k,
+                    _ => a & i.k != 0,
+                };
+                pc += if t { i.jt } else { i.jf } as usize;
+            }
+            0x06 => return i.k, // ret k
+            c => panic!("unexpected BPF opcode {c:#x} at {}", pc - 1),
+        }
+    }
+}
+
+fn spec(network: NetRules) -> Spec {
+    Spec {
+        network,
+        landlock_tcp: true,
+        landlock_udp: false,
+        landlock_unix: false,
+        landlock_signal_scope: true,
+        lock_rlimits: false,
+        groups: Groups::ALL,
+    }
+}
+
+struct F(Filter);
+
+impl F {
+    fn new(s: Spec) -> F {
+        F(Filter::sandbox(&s).expect("filter builds"))
+    }
+    fn call(&self, nr: i64, args: &[u64]) -> u32 {
+        let mut a = [0u64; 6];
+        a[..args.len()].copy_from_slice(args);
+        run(&self.0.prog, nr, ARCH, a)
+    }
+    fn patched(&self, supervisor: u32, caller: u32) -> F {
+        let mut f = self.0.clone();
+        for s in &f.slots {
+            f.prog[s.index].k = match s.kind {
+                SlotKind::Supervisor => supervisor,
+                SlotKind::Caller => caller,
+            };
+        }
+        F(f)
+    }
+}
+
+const INET: u64 = libc::AF_INET as u64;
+const INET6: u64 = libc::AF_INET6 as u64;
+const UNIX: u64 = libc::AF_UNIX as u64;
+const STREAM: u64 = libc::SOCK_STREAM as u64;
+const DGRAM: u64 = libc::SOCK_DGRAM as u64;
+const EPERM: u32 = errno(libc::EPERM);
+
+#[test]
+fn deny_refuses_every_inet_socket_and_unix_sockets_below_abi_9() {
+    let f = F::new(spec(NetRules::Deny));
+    for (fam, ty) in [(INET, STREAM), (INET6, STREAM), (INET, DGRAM), (INET, 3)] {
+        assert_eq!(f.call(libc::SYS_socket, &[fam, ty, 0]), EPERM, "{fam} {ty}");
+    }
+    for fam in [
+        libc::AF_NETLINK,
+        libc::AF_PACKET,
+        libc::AF_VSOCK,
+        libc::AF_ALG,
+    ] {
+        assert_eq!(f.call(libc::SYS_socket, &[fam as u64, DGRAM, 0]), EPERM);
+    }
+    assert_eq!(f.call(libc::SYS_socket, &[UNIX, STREAM, 0]), EPERM);
+    // socketpair stays for unix: it reaches nothing outside.
+    assert_eq!(f.call(libc::SYS_socketpair, &[UNIX, STREAM, 0]), ALLOW);
+    let mut s = spec(NetRules::Deny);
+    s.landlock_unix = true;
+    let f = F::new(s);
+    assert_eq!(f.call(libc::SYS_socket, &[UNIX, STREAM, 0]), ALLOW);
+    assert_eq!(f.call(libc::SYS_socket, &[INET, STREAM, 0]), EPERM);
+}
+
+#[test]
+fn high_bits_of_an_int_argument_do_not_slip_past_the_filter() {
+    let f = F::new(spec(NetRules::Deny));
+    // The kernel reads `domain` as an int: 0x1_0000_0002 is AF_INET.
+    assert_eq!(
+        f.call(libc::SYS_socket, &[(1 << 32) | INET, STREAM, 0]),
+        EPERM
+    );
+}
+
+#[test]
+fn port_rules_leave_tcp_to_landlock_but_refuse_fast_open_and_unbound_listen() {
+    let f = F::new(spec(NetRules::Ports { listen: false }));
+    assert_eq!(f.call(libc::SYS_socket, &[INET, STREAM, 0]), ALLOW);
+    assert_eq!(
+        f.call(libc::SYS_socket, &[INET6, STREAM | 0x80000, 6]),
+        ALLOW
+    );
+    assert_eq!(
+        f.call(libc::SYS_socket, &[INET, STREAM, 132]),
+        EPERM,
+        "SCTP"
+    );
+    assert_eq!(
+        f.call(libc::SYS_socket, &[INET, DGRAM, 0]),
+        EPERM,
+        "UDP below ABI 10"
+    );
+    assert_eq!(
+        f.call(libc::SYS_socket, &[libc::AF_NETLINK as u64, 3, 0]),
+        EPERM
+    );
+    assert_eq!(f.call(libc::SYS_socket, &[UNIX, STREAM, 0]), EPERM);
+    assert_eq!(
+        f.call(libc::SYS_sendto, &[3, 0, 1, 0x2000_0000, 0, 16]),
+        EPERM
+    );
+    assert_eq!(f.call(libc::SYS_sendto, &[3, 0, 1, 0x4000, 0, 0]), ALLOW);
+    assert_eq!(f.call(libc::SYS_sendmsg, &[3, 0, 0x2000_0040]), EPERM);
+    assert_eq!(f.call(libc::SYS_sendmmsg, &[3, 0, 1, 0x2000_0000]), EPERM);
+    assert_eq!(f.call(libc::SYS_listen, &[3, 1]), EPERM);
+    let f = F::new(spec(NetRules::Ports { listen: true }));
+    assert_eq!(f.call(libc::SYS_listen, &[3, 1]), ALLOW);
+}
+
+#[test]
+fn allow_leaves_sockets_alone_but_not_the_kernel_surface() {
+    let f = F::new(spec(NetRules::Allow));
+    assert_eq!(f.call(libc::SYS_socket, &[INET, DGRAM, 0]), ALLOW);
+    assert_eq!(f.call(libc::SYS_socket, &[UNIX, STREAM, 0]), ALLOW);
+    assert_eq!(
+        f.call(libc::SYS_sendto, &[3, 0, 1, 0x2000_0000, 0, 16]),
+        ALLOW
+    );
+    for nr in [
+        libc::SYS_io_uring_setup,
+        libc::SYS_bpf,
+        libc::SYS_perf_event_open,
+        libc::SYS_userfaultfd,
+        libc::SYS_keyctl,
+        libc::SYS_add_key,
+        libc::SYS_msgget,
+        libc::SYS_shmget,
+        libc::SYS_semget,
+        libc::SYS_mq_open,
+        libc::SYS_unshare,
+        libc::SYS_setns,
+        libc::SYS_mount,
+        libc::SYS_fsopen,
+        libc::SYS_open_tree,
+        libc::SYS_init_module,
+        libc::SYS_finit_module,
+        libc::SYS_kexec_load,
+        libc::SYS_open_by_handle_at,
+    ] {
+        assert_eq!(f.call(nr, &[0, 0, 0]), EPERM, "syscall {nr}");
+    }
+    assert_eq!(f.call(libc::SYS_clone3, &[0, 88]), errno(libc::ENOSYS));
+    assert_eq!(f.call(libc::SYS_clone, &[libc::SIGCHLD as u64]), ALLOW);
+    let thread = (libc::CLONE_VM | libc::CLONE_THREAD | libc::CLONE_SIGHAND) as u64;
+    assert_eq!(f.call(libc::SYS_clone, &[thread]), ALLOW);
+    for ns in [
+        libc::CLONE_NEWUSER,
+        libc::CLONE_NEWNET,
+        libc::CLONE_NEWNS,
+        libc::CLONE_NEWPID,
+    ] {
+        assert_eq!(f.call(libc::SYS_clone, &[ns as u64 | 17]), EPERM);
+    }
+    // memfds only sealed non-executable.
+    assert_eq!(f.call(libc::SYS_memfd_create, &[0, 1]), EPERM);
+    assert_eq!(f.call(libc::SYS_memfd_create, &[0, 1 | 8]), ALLOW);
+    assert_eq!(f.call(libc::SYS_read, &[0, 0, 0]), ALLOW);
+    assert_eq!(f.call(libc::SYS_execve, &[0, 0, 0]), ALLOW);
+}
+
+#[test]
+fn x32_numbers_and_foreign_architectures_never_reach_the_body() {
+    let f = F::new(spec(NetRules::Deny));
+    let x32 = asm::X32_SYSCALL_BIT as i64;
+    assert_eq!(f.call(x32 | libc::SYS_socket, &[INET, DGRAM, 0]), EPERM);
+    assert_eq!(f.call(x32 | libc::SYS_read, &[0, 0, 0]), EPERM);
+    // i386's socketcall through int 0x80 arrives with another arch.
+    let i386 = 3 | 0x4000_0000;
+    let mut a = [0u64; 6];
+    a[0] = 1;
+    assert_eq!(run(&f.0.prog, 102, i386, a), KILL_PROCESS);
+}
+
+#[test]
+fn below_abi_6_signals_reach_neither_the_supervisor_nor_the_caller_nor_groups() {
+    let mut s = spec(NetRules::Allow);
+    s.landlock_signal_scope = false;
+    let f = F::new(s);
+    assert_eq!(f.0.slots().len(), 2);
+    let f = f.patched(4242, 777);
+    for nr in [
+        libc::SYS_kill,
+        libc::SYS_tgkill,
+        libc::SYS_rt_sigqueueinfo,
+        libc::SYS_rt_tgsigqueueinfo,
+    ] {
+        assert_eq!(f.call(nr, &[4242, 9]), EPERM, "supervisor via {nr}");
+        assert_eq!(f.call(nr, &[777, 9]), EPERM, "caller via {nr}");
+        assert_eq!(f.call(nr, &[(-1i64) as u64, 9]), EPERM, "-1 via {nr}");
+        assert_eq!(
+            f.call(nr, &[(-777i64) as u64, 9]),
+            EPERM,
+            "a group via {nr}"
+        );
+        assert_eq!(f.call(nr, &[5000, 9]), ALLOW, "another pid via {nr}");
+    }
+    assert_eq!(f.call(libc::SYS_kill, &[0, 15]), ALLOW, "its own group");
+    assert_eq!(f.call(libc::SYS_tkill, &[5000, 9]), EPERM);
+    assert_eq!(f.call(libc::SYS_pidfd_send_signal, &[3, 9, 0, 0]), EPERM);
+    assert_eq!(
+        f.call(libc::SYS_fcntl, &[3, libc::F_SETOWN as u64, 4242]),
+        EPERM
+    );
+    assert_eq!(f.call(libc::SYS_fcntl, &[3, libc::F_GETFL as u64]), ALLOW);
+    // From ABI 6 Landlock scopes signals: no fallback, no slots.
+    let f = F::new(spec(NetRules::Allow));
+    assert!(f.0.slots().is_empty());
+    assert_eq!(f.call(libc::SYS_kill, &[(-1i64) as u64, 9]), ALLOW);
+}
+
+#[test]
+fn a_group_switched_off_refuses_nothing_of_its_own() {
+    let mut s = spec(NetRules::Deny);
+    s.groups.ipc = false;
+    s.groups.sockets = false;
+    let f = F::new(s);
+    assert_eq!(f.call(libc::SYS_msgget, &[0, 0]), ALLOW);
+    assert_eq!(f.call(libc::SYS_socket, &[INET, DGRAM, 0]), ALLOW);
+    assert_eq!(f.call(libc::SYS_keyctl, &[0]), EPERM);
+}
+
+#[test]
+fn root_with_rlimits_cannot_raise_them_but_may_read_them() {
+    let mut s = spec(NetRules::Allow);
+    s.lock_rlimits = true;
+    let f = F::new(s);
+    assert_eq!(f.call(libc::SYS_setrlimit, &[7, 0]), EPERM);
+    assert_eq!(f.call(libc::SYS_prlimit64, &[0, 7, 0x1000, 0]), EPERM);
+    assert_eq!(f.call(libc::SYS_prlimit64, &[0, 7, 0, 0x1000]), ALLOW);
+}
