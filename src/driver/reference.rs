@@ -16,6 +16,7 @@ use super::process::ProcessFactory;
 use super::{Driver, DriverError, DriverFactory, Hello, RunRequest};
 use crate::corpus::case::{Capability, SimulatedLandlock};
 use crate::policy::RunOutput;
+use crate::sandbox::Mutant;
 
 /// The backend name the reference sandbox gives in its handshake, in
 /// process and behind the protocol alike.
@@ -90,13 +91,23 @@ pub fn hello() -> Hello {
 #[derive(Debug, Clone, Default)]
 pub struct ReferenceFactory {
     exe: Option<PathBuf>,
+    mutant: Option<Mutant>,
 }
 
 impl ReferenceFactory {
     /// `exe` is the `sandspec` binary, started as `sandspec driver` for
     /// simulated platforms; without it, simulated cases cannot run.
     pub fn new(exe: Option<PathBuf>) -> Self {
-        ReferenceFactory { exe }
+        ReferenceFactory { exe, mutant: None }
+    }
+
+    /// Drivers of the reference with one mechanism switched off, to
+    /// measure the corpus ([`Mutant`]). Simulated platforms still run the
+    /// unmutated sandbox out of process.
+    #[doc(hidden)]
+    pub fn with_mutant(mut self, mutant: Mutant) -> Self {
+        self.mutant = Some(mutant);
+        self
     }
 }
 
@@ -107,7 +118,9 @@ impl DriverFactory for ReferenceFactory {
 
     fn spawn(&self, simulate: Option<SimulatedLandlock>) -> Result<Box<dyn Driver>, DriverError> {
         match simulate {
-            None => Ok(Box::new(ReferenceDriver)),
+            None => Ok(Box::new(ReferenceDriver {
+                mutant: self.mutant,
+            })),
             Some(how) => {
                 let Some(exe) = &self.exe else {
                     return Err(DriverError::Start {
@@ -126,11 +139,32 @@ impl DriverFactory for ReferenceFactory {
 
 /// The in-process reference sandbox.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct ReferenceDriver;
+pub struct ReferenceDriver {
+    mutant: Option<Mutant>,
+}
+
+impl ReferenceDriver {
+    /// The reference sandbox.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The reference with one mechanism switched off ([`Mutant`]).
+    #[doc(hidden)]
+    pub fn with_mutant(mutant: Mutant) -> Self {
+        ReferenceDriver {
+            mutant: Some(mutant),
+        }
+    }
+}
 
 impl Driver for ReferenceDriver {
     fn hello(&mut self) -> Result<Hello, DriverError> {
-        Ok(hello())
+        let mut h = hello();
+        if let Some(m) = self.mutant {
+            h.name = format!("{BACKEND_NAME} (mutant {m})");
+        }
+        Ok(h)
     }
 
     fn run(&mut self, req: &RunRequest, watchdog: Duration) -> Result<RunOutput, DriverError> {
@@ -140,10 +174,18 @@ impl Driver for ReferenceDriver {
         let (tx, rx) = mpsc::channel();
         let policy = req.policy.clone();
         let command = req.command.clone();
+        let mutant = self.mutant;
         std::thread::Builder::new()
             .name(format!("reference:{}", req.case))
             .spawn(move || {
-                let _ = tx.send(crate::sandbox::run(&policy, &command));
+                let out = match mutant {
+                    None => crate::sandbox::run(&policy, &command),
+                    Some(m) => match crate::sandbox::Sandbox::new_mutant(&policy, m) {
+                        Ok(sb) => sb.run(&command),
+                        Err(e) => RunOutput::setup_error(e.kind, e.message),
+                    },
+                };
+                let _ = tx.send(out);
             })
             .map_err(|e| DriverError::Start {
                 driver: "reference".into(),
