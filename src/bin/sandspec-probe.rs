@@ -82,7 +82,8 @@ usage: sandspec-probe OP [ARGS...]
   cwd                         stdin                       write-stderr TEXT
   udp-socket                  tcp-fastopen HOST:PORT      tcp-fastopen-connect HOST:PORT
   tcp-listen [HOST:PORT] [SECS]                           threads N
-  mmap BYTES                  setrlimit RESOURCE VALUE    flood-both BYTES";
+  mmap BYTES                  setrlimit RESOURCE VALUE    flood-both BYTES
+  mptcp-connect HOST:PORT";
 
 /// One operation family: runs `op` if it is one of its own.
 type Family = fn(&str, &Args) -> Result<Option<Report>, String>;
@@ -178,13 +179,13 @@ fn dispatch(op: &str, a: &Args) -> Result<Report, String> {
     let bytes = |i: usize| a.os(i).map(|s| s.as_bytes());
     Ok(match op {
         "unshare" => return unshare_then(a),
-        "tcp-fastopen" | "tcp-fastopen-connect" => {
+        "tcp-fastopen" | "tcp-fastopen-connect" | "mptcp-connect" => {
             a.expect(1, 1, "HOST:PORT")?;
             let addr = args::addr(a.str(0)?)?;
-            if op == "tcp-fastopen" {
-                net::tcp_fastopen(addr)
-            } else {
-                net::tcp_fastopen_connect(addr)
+            match op {
+                "tcp-fastopen" => net::tcp_fastopen(addr),
+                "tcp-fastopen-connect" => net::tcp_fastopen_connect(addr),
+                _ => net::mptcp_connect(addr),
             }
         }
         "tcp-listen" => {

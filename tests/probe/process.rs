@@ -186,6 +186,17 @@ fn fcntl_setown_and_pidfd_signal_reach_another_process() {
     }
     let (c, v) = run(&["pidfd-signal", "2147483647", "TERM"]);
     assert_fails(c, &v, "pidfd-signal", "ESRCH");
+
+    // A negative pid: the SIGIO goes to the whole process group.
+    let mut victim = StdCommand::new("sleep")
+        .arg("30")
+        .process_group(0)
+        .spawn()
+        .expect("spawn");
+    let group = format!("-{}", victim.id());
+    let (c, v) = run(&["fcntl-setown", &group, "KILL"]);
+    assert_ok(c, &v, "fcntl-setown");
+    assert_eq!(victim.wait().expect("wait").signal(), Some(libc::SIGKILL));
 }
 
 /// Pids in the report's "pids".
@@ -334,19 +345,42 @@ fn execveat_empty_and_exec_proc_fd_run_by_descriptor() {
 }
 
 #[test]
-fn threads_start_and_stop_at_the_address_space_limit() {
+fn threads_start_and_stop_at_the_process_limit() {
     let (c, v) = run(&["threads", "20"]);
     assert_ok(c, &v, "threads");
     assert_eq!(v["value"], 20);
-    // Each thread maps a stack and a guard page: a small address space
-    // runs out long before 2000.
-    let out = with_rlimit(libc::RLIMIT_AS, 64 << 20, 64 << 20)
-        .args(["threads", "2000"])
-        .output()
-        .expect("run");
+    // RLIMIT_NPROC counts threads too. Root ignores it, so as root the
+    // probe becomes an otherwise unused uid with a limit of 3 tasks.
+    let mut cmd = super::probe_std();
+    cmd.args(["threads", "10"]);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let is_root = libc::geteuid() == 0;
+            let limit = if is_root { 3 } else { 1 };
+            let rl = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::setrlimit(libc::RLIMIT_NPROC, &rl) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if is_root {
+                let uid = 3_100_000 + (libc::getpid() as u32 % 100_000);
+                if libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setgid(uid) != 0
+                    || libc::setuid(uid) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().expect("run the probe");
     let v = line(&out.stdout);
-    assert_eq!(code(&out), 1, "{v}");
-    assert!(v["value"].as_u64().expect("a count") < 2000, "{v}");
+    assert_fails(code(&out), &v, "threads", "EAGAIN");
+    assert!(v["value"].as_u64().expect("a count") < 10, "{v}");
 }
 
 #[test]

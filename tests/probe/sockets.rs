@@ -274,3 +274,17 @@ fn compat_socket_x32_agrees_with_the_kernel() {
     let (c, _) = run(&["compat-socket", "x32", "[::1]:53"]);
     assert_eq!(c, 2, "IPv4 only");
 }
+
+#[test]
+fn mptcp_connect_reaches_a_plain_tcp_listener() {
+    let l = TcpListener::bind(loopback(0)).expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let (c, v) = run(&["mptcp-connect", &format!("127.0.0.1:{port}")]);
+    match socket_here(libc::AF_INET, libc::SOCK_STREAM, libc::IPPROTO_MPTCP) {
+        None => {
+            assert_ok(c, &v, "mptcp-connect");
+            assert_eq!(accept_and_read(&l), b"sandspec");
+        }
+        Some(errno) => assert_fails(c, &v, "mptcp-connect", &errno),
+    }
+}

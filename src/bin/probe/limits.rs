@@ -129,7 +129,8 @@ const THREAD_MS: u64 = 500;
 /// process limit that counts tasks counts these too.
 pub fn threads(n: u64) -> Report {
     const OP: &str = "threads";
-    let mut handles = Vec::new();
+    // Allocated up front: under a tight limit nothing else should fail.
+    let mut handles = Vec::with_capacity(n.min(100_000) as usize);
     let mut failure = None;
     for _ in 0..n {
         let spawned = std::thread::Builder::new()

@@ -369,3 +369,45 @@ fn accept_for(listener: &TcpListener, secs: Duration) -> io::Result<u64> {
         unsafe { libc::poll(&mut pfd, 1, ms) };
     }
 }
+
+/// `mptcp-connect HOST:PORT`: connect(2) on an IPPROTO_MPTCP stream
+/// socket, which falls back to plain TCP with a plain TCP peer, then send
+/// PAYLOAD. value = bytes sent.
+pub fn mptcp_connect(addr: SocketAddr) -> Report {
+    const OP: &str = "mptcp-connect";
+    let domain = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    let result = sys::owned_fd(
+        // SAFETY: socket(2) takes no pointers.
+        unsafe {
+            libc::socket(
+                domain,
+                libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+                libc::IPPROTO_MPTCP,
+            )
+        }
+        .into(),
+    )
+    .and_then(|fd| {
+        let to = SockaddrStorage::from(addr);
+        // SAFETY: the address is valid for its length; the fd is open.
+        sys::check(unsafe { libc::connect(fd.as_raw_fd(), to.as_ptr(), to.len()) }.into())?;
+        // SAFETY: the buffer is valid for its length.
+        let n = unsafe {
+            libc::send(
+                fd.as_raw_fd(),
+                PAYLOAD.as_ptr().cast(),
+                PAYLOAD.len(),
+                libc::MSG_NOSIGNAL,
+            )
+        };
+        sys::check(n as libc::c_long)
+    });
+    match result {
+        Ok(n) => Report::ok(OP, Some(n)),
+        Err(e) => Report::os_error(OP, &e),
+    }
+}

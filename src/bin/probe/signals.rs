@@ -20,7 +20,7 @@ use crate::sys;
 /// Usage lines of this module's operations.
 pub const USAGE: &str = "\
   kill-parent [SIGNAL]        kill-parent-group [SIGNAL]  stop-parent [SECS]
-  fcntl-setown PID [SIGNAL]   pidfd-signal PID SIGNAL";
+  fcntl-setown [-]PID [SIGNAL]                            pidfd-signal PID SIGNAL";
 
 fn pid(s: &str) -> Result<i32, String> {
     s.parse::<i32>()
@@ -54,7 +54,13 @@ pub fn dispatch(op: &str, a: &Args) -> Result<Option<Report>, String> {
         }
         "fcntl-setown" => {
             a.expect(1, 2, "PID [SIGNAL]")?;
-            fcntl_setown(pid(a.str(0)?)?, sig(1, 0)?)
+            // A negative PID names a process group, as F_SETOWN takes it.
+            let target = a.str(0)?;
+            let owner = match target.strip_prefix('-') {
+                Some(group) => -pid(group)?,
+                None => pid(target)?,
+            };
+            fcntl_setown(owner, sig(1, 0)?)
         }
         "pidfd-signal" => {
             a.expect(2, 2, "PID SIGNAL")?;
@@ -118,7 +124,8 @@ pub fn stop_parent(hold: Duration) -> Report {
 /// fcntl's F_SETSIG (linux/fcntl.h; not in every libc binding).
 const F_SETSIG: libc::c_int = 10;
 
-/// `fcntl-setown PID [SIGNAL]`: make PID the owner of a pipe's SIGIO
+/// `fcntl-setown [-]PID [SIGNAL]`: make PID (-PID: that process group)
+/// the owner of a pipe's SIGIO
 /// (F_SETOWN, F_SETSIG SIGNAL, O_ASYNC) and write to the pipe: the kernel,
 /// not kill(2), then signals PID (SIGIO unless SIGNAL). ok = every call
 /// succeeded; a refused delivery is silent, so the victim tells.
