@@ -31,6 +31,8 @@ mod daemon;
 mod dns;
 #[path = "probe/exec.rs"]
 mod exec;
+#[path = "probe/fds.rs"]
+mod fds;
 #[path = "probe/fs.rs"]
 mod fs;
 #[path = "probe/ipc.rs"]
@@ -94,6 +96,7 @@ const FAMILIES: &[(Family, &str)] = &[
     (sockets::dispatch, sockets::USAGE),
     (compat::dispatch, compat::USAGE),
     (paths::dispatch, paths::USAGE),
+    (fds::dispatch, fds::USAGE),
     (meta::dispatch, meta::USAGE),
     (ipc::dispatch, ipc::USAGE),
     (ns::dispatch, ns::USAGE),

@@ -234,3 +234,53 @@ fn write_size_writes_the_size_or_stops_at_the_file_size_limit() {
     assert_fails(code(&out), &v, "write-size", "EFBIG");
     assert_eq!(v["value"], 64 << 10);
 }
+
+/// The probe with `file` open as fd 5 (inherited, as a careless caller
+/// would leave it).
+fn with_fd5(file: std::fs::File, args: &[&str]) -> (i32, serde_json::Value) {
+    use std::os::fd::{AsRawFd, OwnedFd};
+    use std::os::unix::process::CommandExt;
+    let fd = OwnedFd::from(file);
+    let raw = fd.as_raw_fd();
+    let mut cmd = super::probe_std();
+    cmd.args(args);
+    // SAFETY: dup2 is async-signal-safe; fd 5 is not close-on-exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(raw, 5) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().expect("run");
+    drop(fd);
+    (code(&out), line(&out.stdout))
+}
+
+#[test]
+fn fd_operations_use_inherited_descriptors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = dir.path().join("f");
+    std::fs::write(&f, "inherited\n").expect("write");
+
+    let (c, v) = with_fd5(std::fs::File::open(&f).expect("open"), &["fd-read", "5"]);
+    assert_ok(c, &v, "fd-read");
+    assert_eq!(v["text"], "inherited\n");
+
+    let w = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&f)
+        .expect("open");
+    let (c, v) = with_fd5(w, &["fd-write", "5", "over"]);
+    assert_ok(c, &v, "fd-write");
+    assert_eq!(std::fs::read_to_string(&f).expect("read"), "overrited\n");
+
+    let d = std::fs::File::open(dir.path()).expect("open dir");
+    let (c, v) = with_fd5(d, &["fd-openat", "5", "f"]);
+    assert_ok(c, &v, "fd-openat");
+    assert_eq!(v["text"], "overrited\n");
+
+    let (c, v) = run(&["fd-read", "77"]);
+    assert_fails(c, &v, "fd-read", "EBADF");
+}

@@ -43,6 +43,11 @@ fn mq_open_creates_the_queue_and_removes_it_unless_kept() {
     assert_fails(c, &v, "mq-open", "EEXIST");
     // SAFETY: a valid C string.
     assert_eq!(unsafe { libc::mq_unlink(c_name.as_ptr()) }, 0);
+
+    // A path makes a name: inner slashes become underscores.
+    let (c, v) = run(&["mq-open", &format!("/tmp/{name}")]);
+    assert_ok(c, &v, "mq-open");
+    assert_eq!(v["name"], format!("/tmp_{name}"));
 }
 
 /// Whether a System V object with this id exists (IPC_STAT works).

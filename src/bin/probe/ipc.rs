@@ -33,15 +33,7 @@ pub fn dispatch(op: &str, a: &Args) -> Result<Option<Report>, String> {
     Ok(Some(match op {
         "mq-open" => {
             a.expect(1, 2, "NAME [keep]")?;
-            let name = a.str(0)?;
-            let name = if name.starts_with('/') {
-                name.to_owned()
-            } else {
-                format!("/{name}")
-            };
-            if name.len() < 2 || name[1..].contains('/') {
-                return Err(format!("invalid queue name {name:?} (one component)"));
-            }
+            let name = queue_name(a.str(0)?)?;
             let name = CString::new(name).map_err(|_| "a NUL in the queue name".to_string())?;
             mq_open(&name, keep(1)?)
         }
@@ -67,6 +59,17 @@ pub fn dispatch(op: &str, a: &Args) -> Result<Option<Report>, String> {
         }
         _ => return Ok(None),
     }))
+}
+
+/// A queue name from NAME: a leading `/` added if missing, and any other
+/// `/` turned into `_`, so that a unique path such as a case's scratch
+/// directory can serve as a name.
+pub fn queue_name(name: &str) -> Result<String, String> {
+    let body = name.strip_prefix('/').unwrap_or(name).replace('/', "_");
+    if body.is_empty() || body.len() > 254 {
+        return Err(format!("invalid queue name {name:?} (1 to 254 bytes)"));
+    }
+    Ok(format!("/{body}"))
 }
 
 /// `mq-open NAME [keep]`: mq_open(NAME, O_CREAT | O_EXCL | O_RDWR, 0600),
