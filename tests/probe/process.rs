@@ -449,3 +449,21 @@ fn flood_both_fills_both_streams() {
     assert_eq!(v["stderr"], 300 << 10);
     assert_eq!(v["value"], 600 << 10);
 }
+
+#[test]
+fn read_environ_parent_reads_the_callers_environment() {
+    let out = super::probe()
+        .args(["read-environ", "parent"])
+        .env("SANDSPEC_PARENT_MARK", "x")
+        .output()
+        .expect("run");
+    let v = line(&out.stdout);
+    assert_ok(code(&out), &v, "read-environ");
+    assert_eq!(v["pid"], std::process::id(), "this test is the parent");
+    let names: Vec<String> = serde_json::from_value(v["names"].clone()).expect("names");
+    assert!(
+        !names.iter().any(|n| n == "SANDSPEC_PARENT_MARK"),
+        "the parent's environment, not the probe's own"
+    );
+    assert!(!names.is_empty());
+}

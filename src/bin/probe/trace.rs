@@ -13,7 +13,7 @@ use crate::sys;
 
 /// Usage lines of this module's operations.
 pub const USAGE: &str = "\
-  ptrace-attach PID [kill]    process-vm-read PID         read-environ PID
+  ptrace-attach PID [kill]    process-vm-read PID         read-environ PID|parent
   pidfd-getfd PID FD";
 
 fn pid(s: &str) -> Result<i32, String> {
@@ -40,8 +40,13 @@ pub fn dispatch(op: &str, a: &Args) -> Result<Option<Report>, String> {
             process_vm_read(pid(a.str(0)?)?)
         }
         "read-environ" => {
-            a.expect(1, 1, "PID")?;
-            read_environ(pid(a.str(0)?)?)
+            a.expect(1, 1, "PID|parent")?;
+            let target = match a.str(0)? {
+                // SAFETY: getppid takes no arguments and cannot fail.
+                "parent" => unsafe { libc::getppid() },
+                other => pid(other)?,
+            };
+            read_environ(target)
         }
         "pidfd-getfd" => {
             a.expect(2, 2, "PID FD")?;
@@ -142,7 +147,8 @@ pub fn process_vm_read(pid: i32) -> Report {
     )
 }
 
-/// `read-environ PID`: read /proc/PID/environ. value = bytes; "names" =
+/// `read-environ PID|parent`: read /proc/PID/environ (of getppid() for
+/// `parent`); "pid" = whose. value = bytes; "names" =
 /// the variables' names only (never their values: a run without a sandbox
 /// would otherwise copy the harness's environment into reports).
 pub fn read_environ(pid: i32) -> Report {
@@ -164,6 +170,7 @@ pub fn read_environ(pid: i32) -> Report {
         }
         Err(e) => Report::os_error(OP, &e),
     }
+    .with("pid", Value::from(pid))
 }
 
 /// What kind of file an fd is, from fstat.
