@@ -799,3 +799,15 @@ fn the_probe_starts_with_stdin_closed_and_nothing_readable() {
     );
     assert_fails(code(&etc), &line(&etc.stdout), "read", "EACCES");
 }
+
+// The escape operations, one module per concept (tests/probe/*.rs).
+#[path = "probe/files.rs"]
+mod files;
+#[path = "probe/kernel.rs"]
+mod kernel;
+#[path = "probe/process.rs"]
+mod process;
+#[path = "probe/sockets.rs"]
+mod sockets;
+#[path = "probe/tty.rs"]
+mod tty;

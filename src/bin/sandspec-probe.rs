@@ -23,20 +23,48 @@
 
 #[path = "probe/args.rs"]
 mod args;
+#[path = "probe/compat.rs"]
+mod compat;
+#[path = "probe/daemon.rs"]
+mod daemon;
 #[path = "probe/dns.rs"]
 mod dns;
+#[path = "probe/exec.rs"]
+mod exec;
+#[path = "probe/fds.rs"]
+mod fds;
 #[path = "probe/fs.rs"]
 mod fs;
+#[path = "probe/ipc.rs"]
+mod ipc;
+#[path = "probe/kernel.rs"]
+mod kernel;
 #[path = "probe/limits.rs"]
 mod limits;
+#[path = "probe/meta.rs"]
+mod meta;
 #[path = "probe/net.rs"]
 mod net;
+#[path = "probe/ns.rs"]
+mod ns;
+#[path = "probe/paths.rs"]
+mod paths;
 #[path = "probe/process.rs"]
 mod process;
 #[path = "probe/report.rs"]
 mod report;
+#[path = "probe/signals.rs"]
+mod signals;
+#[path = "probe/sockets.rs"]
+mod sockets;
 #[path = "probe/stdio.rs"]
 mod stdio;
+#[path = "probe/sys.rs"]
+mod sys;
+#[path = "probe/trace.rs"]
+mod trace;
+#[path = "probe/tty.rs"]
+mod tty;
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
@@ -54,7 +82,30 @@ usage: sandspec-probe OP [ARGS...]
   kill-outside PID [SIGNAL]   signal-self SIGNAL          exit CODE
   sleep SECS                  flood BYTES                 env
   cwd                         stdin                       write-stderr TEXT
-udp-socket";
+  udp-socket                  tcp-fastopen HOST:PORT      tcp-fastopen-connect HOST:PORT
+  tcp-listen [HOST:PORT] [SECS]                           threads N
+  mmap BYTES                  setrlimit RESOURCE VALUE    flood-both BYTES
+  mptcp-connect HOST:PORT";
+
+/// One operation family: runs `op` if it is one of its own.
+type Family = fn(&str, &Args) -> Result<Option<Report>, String>;
+
+/// The operation families beyond the core ones, with their usage lines.
+const FAMILIES: &[(Family, &str)] = &[
+    (tty::dispatch, tty::USAGE),
+    (sockets::dispatch, sockets::USAGE),
+    (compat::dispatch, compat::USAGE),
+    (paths::dispatch, paths::USAGE),
+    (fds::dispatch, fds::USAGE),
+    (meta::dispatch, meta::USAGE),
+    (ipc::dispatch, ipc::USAGE),
+    (ns::dispatch, ns::USAGE),
+    (trace::dispatch, trace::USAGE),
+    (signals::dispatch, signals::USAGE),
+    (daemon::dispatch, daemon::USAGE),
+    (exec::dispatch, exec::USAGE),
+    (kernel::dispatch, kernel::USAGE),
+];
 
 /// The C entry point (see the crate docs for why not Rust's `main`).
 #[cfg(not(test))]
@@ -63,7 +114,11 @@ extern "C" fn main(argc: std::ffi::c_int, argv: *const *const std::ffi::c_char) 
     use std::os::unix::ffi::OsStringExt;
     // SAFETY: signal(2) with a valid signal number and SIG_IGN.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
-    let args: Vec<OsString> = (0..usize::try_from(argc).unwrap_or(0))
+    let argc = usize::try_from(argc).unwrap_or(0);
+    // SAFETY: the C runtime passes `argc` valid pointers to strings the
+    // kernel laid out one after the other.
+    unsafe { daemon::remember_argv(argc, argv) };
+    let args: Vec<OsString> = (0..argc)
         .map(|i| {
             // SAFETY: the C runtime passes `argc` valid pointers to
             // NUL-terminated strings in `argv`, alive for the whole run.
@@ -84,14 +139,93 @@ fn run(argv: &[OsString]) -> Report {
         Err(msg) => {
             // The list of operations goes to stderr; the JSON line stays short.
             eprintln!("{USAGE}");
+            for (_, usage) in FAMILIES {
+                eprintln!("{usage}");
+            }
             Report::usage(op, msg)
         }
     }
 }
 
+/// `unshare FLAGS [OP ARGS...]`: unshare(2) the namespaces named in FLAGS
+/// (`user,net,mnt,pid,ipc,uts,cgroup,time`), then, if given, run OP in
+/// them and report OP with field "unshared" = FLAGS. A failed unshare is
+/// reported as op `unshare`.
+fn unshare_then(a: &Args) -> Result<Report, String> {
+    a.expect(1, usize::MAX, "FLAGS [OP ARGS...]")?;
+    let spec = a.str(0)?;
+    let flags = ns::parse_flags(spec)?;
+    let rest = a.from(1);
+    let Some(inner) = rest.first() else {
+        return Ok(ns::unshare_report(spec, flags));
+    };
+    let inner_op = inner.to_string_lossy().into_owned();
+    if inner_op == "unshare" {
+        return Err("unshare: the operation after FLAGS cannot be unshare".into());
+    }
+    // Check the inner operation's arguments before changing anything.
+    let inner_args = Args::new(&inner_op, rest.get(1..).unwrap_or(&[]));
+    if let Err(e) = ns::unshare(flags) {
+        return Ok(
+            Report::os_error("unshare", &e).with("namespaces", serde_json::Value::from(spec))
+        );
+    }
+    dispatch(&inner_op, &inner_args).map(|r| r.with("unshared", serde_json::Value::from(spec)))
+}
+
 fn dispatch(op: &str, a: &Args) -> Result<Report, String> {
+    for (family, _) in FAMILIES {
+        if let Some(report) = family(op, a)? {
+            return Ok(report);
+        }
+    }
     let bytes = |i: usize| a.os(i).map(|s| s.as_bytes());
     Ok(match op {
+        "unshare" => return unshare_then(a),
+        "tcp-fastopen" | "tcp-fastopen-connect" | "mptcp-connect" => {
+            a.expect(1, 1, "HOST:PORT")?;
+            let addr = args::addr(a.str(0)?)?;
+            match op {
+                "tcp-fastopen" => net::tcp_fastopen(addr),
+                "tcp-fastopen-connect" => net::tcp_fastopen_connect(addr),
+                _ => net::mptcp_connect(addr),
+            }
+        }
+        "tcp-listen" => {
+            a.expect(0, 2, "[HOST:PORT] [SECS]")?;
+            // One argument: an address if it has a colon, else seconds.
+            let (addr, secs) = match (a.os(0), a.os(1)) {
+                (None, _) => (None, None),
+                (Some(_), None) if !a.str(0)?.contains(':') => (None, Some(a.str(0)?)),
+                (Some(_), _) => (
+                    Some(args::addr(a.str(0)?)?),
+                    a.os(1).map(|_| a.str(1)).transpose()?,
+                ),
+            };
+            let secs = secs.map(args::secs).transpose()?.unwrap_or_default();
+            net::tcp_listen(addr, secs)
+        }
+        "threads" => {
+            a.expect(1, 1, "N")?;
+            limits::threads(args::count(a.str(0)?)?)
+        }
+        "mmap" => {
+            a.expect(1, 1, "BYTES")?;
+            limits::mmap(args::size(a.str(0)?)?)
+        }
+        "setrlimit" => {
+            a.expect(2, 2, "RESOURCE VALUE")?;
+            let res = limits::resource(a.str(0)?)?;
+            let value = match a.str(1)? {
+                "unlimited" | "infinity" => libc::RLIM_INFINITY,
+                v => args::count(v)?,
+            };
+            limits::setrlimit(res, value)
+        }
+        "flood-both" => {
+            a.expect(1, 1, "BYTES")?;
+            stdio::flood_both(args::size(a.str(0)?)?)
+        }
         "read" => {
             a.expect(1, 1, "PATH")?;
             fs::read(&a.os(0).cloned().unwrap_or_default())

@@ -1,4 +1,5 @@
-//! Resource operations: alloc, open-many, cpu-burn.
+//! Resource operations: alloc, mmap, threads, open-many, cpu-burn,
+//! setrlimit.
 
 use std::fs::File;
 use std::io;
@@ -117,4 +118,130 @@ pub fn cpu_burn(secs: Duration) -> Report {
             x = std::hint::black_box(x.rotate_left(7) ^ x.wrapping_mul(31));
         }
     }
+}
+
+/// How long each `threads` thread lives: long enough for all N to exist at
+/// once, as with `fork-many`.
+const THREAD_MS: u64 = 500;
+
+/// `threads N`: start N threads (64 KiB stacks) that each sleep 0.5 s;
+/// stop at the first failure; join all. value = threads started. A
+/// process limit that counts tasks counts these too.
+pub fn threads(n: u64) -> Report {
+    const OP: &str = "threads";
+    // Allocated up front: under a tight limit nothing else should fail.
+    let mut handles = Vec::with_capacity(n.min(100_000) as usize);
+    let mut failure = None;
+    for _ in 0..n {
+        let spawned = std::thread::Builder::new()
+            .stack_size(64 * 1024)
+            .spawn(|| std::thread::sleep(Duration::from_millis(THREAD_MS)));
+        match spawned {
+            Ok(h) => handles.push(h),
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    let started = handles.len() as i64;
+    for h in handles {
+        let _ = h.join();
+    }
+    match failure {
+        None => Report::ok(OP, Some(started)),
+        Some(e) => Report::os_error(OP, &e).value(started),
+    }
+}
+
+/// `mmap SIZE`: reserve SIZE bytes of anonymous memory without touching
+/// it (MAP_NORESERVE), then unmap. An address-space limit refuses it; a
+/// limit on used memory does not notice it. value = SIZE.
+pub fn mmap(bytes: u64) -> Report {
+    const OP: &str = "mmap";
+    let Ok(len) = usize::try_from(bytes) else {
+        return Report::os_error(OP, &io::Error::from_raw_os_error(libc::ENOMEM));
+    };
+    if len == 0 {
+        return Report::ok(OP, Some(0));
+    }
+    // SAFETY: an anonymous private mapping at an address the kernel picks.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return Report::os_error(OP, &io::Error::last_os_error());
+    }
+    // SAFETY: unmapping exactly the mapping created above.
+    unsafe { libc::munmap(ptr, len) };
+    Report::ok(OP, Some(bytes as i64))
+}
+
+/// Resource names for `setrlimit`.
+const RESOURCES: &[(&str, libc::__rlimit_resource_t)] = &[
+    ("nofile", libc::RLIMIT_NOFILE),
+    ("nproc", libc::RLIMIT_NPROC),
+    ("as", libc::RLIMIT_AS),
+    ("data", libc::RLIMIT_DATA),
+    ("cpu", libc::RLIMIT_CPU),
+    ("fsize", libc::RLIMIT_FSIZE),
+    ("core", libc::RLIMIT_CORE),
+    ("stack", libc::RLIMIT_STACK),
+    ("memlock", libc::RLIMIT_MEMLOCK),
+    ("msgqueue", libc::RLIMIT_MSGQUEUE),
+];
+
+/// A resource name (`nofile`, `nproc`, `as`, ...).
+pub fn resource(s: &str) -> Result<libc::__rlimit_resource_t, String> {
+    RESOURCES
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(s))
+        .map(|(_, r)| *r)
+        .ok_or_else(|| {
+            let known: Vec<&str> = RESOURCES.iter().map(|(n, _)| *n).collect();
+            format!("unknown resource {s:?} (known: {})", known.join(" "))
+        })
+}
+
+fn limit_value(v: libc::rlim_t) -> serde_json::Value {
+    if v == libc::RLIM_INFINITY {
+        serde_json::Value::from("unlimited")
+    } else {
+        serde_json::Value::from(v)
+    }
+}
+
+/// `setrlimit RES VALUE`: set both the soft and the hard limit of RES to
+/// VALUE (a number, or `unlimited`): raising a hard limit needs privilege.
+/// "soft" and "hard" = the limits before.
+pub fn setrlimit(res: libc::__rlimit_resource_t, value: libc::rlim_t) -> Report {
+    const OP: &str = "setrlimit";
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: a valid out-pointer.
+    if unsafe { libc::getrlimit(res, &mut old) } != 0 {
+        return Report::os_error(OP, &io::Error::last_os_error());
+    }
+    let new = libc::rlimit {
+        rlim_cur: value,
+        rlim_max: value,
+    };
+    // SAFETY: a valid rlimit.
+    let report = if unsafe { libc::setrlimit(res, &new) } == 0 {
+        Report::ok(OP, None)
+    } else {
+        Report::os_error(OP, &io::Error::last_os_error())
+    };
+    report
+        .with("soft", limit_value(old.rlim_cur))
+        .with("hard", limit_value(old.rlim_max))
 }

@@ -1,17 +1,21 @@
-//! Network operations: TCP, UDP, DNS, raw sockets, io_uring, abstract
-//! unix sockets.
+//! Network operations: TCP (connect, bind, listen, Fast Open), UDP, DNS,
+//! raw sockets, io_uring, abstract unix sockets. Addresses may be IPv6
+//! (`[::1]:80`) or IPv4-mapped IPv6 (`[::ffff:127.0.0.1]:80`, through an
+//! AF_INET6 socket).
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
+use nix::sys::socket::{SockaddrLike, SockaddrStorage};
 use serde_json::Value;
 
 use crate::dns;
 use crate::report::Report;
+use crate::sys;
 
 /// How long `tcp-connect` waits for the handshake.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -189,6 +193,221 @@ pub fn abstract_unix_connect(name: &[u8]) -> Report {
         .and_then(|addr| UnixStream::connect_addr(&addr));
     match result {
         Ok(_) => Report::ok(OP, None),
+        Err(e) => Report::os_error(OP, &e),
+    }
+}
+
+/// A TCP socket of `addr`'s family, not connected.
+fn tcp_socket(addr: &SocketAddr) -> io::Result<OwnedFd> {
+    let domain = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: socket(2) takes no pointers; the result is checked.
+    sys::owned_fd(unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) }.into())
+}
+
+/// The bytes TCP data operations send.
+const PAYLOAD: &[u8] = b"sandspec";
+
+/// `tcp-fastopen HOST:PORT`: sendto(PAYLOAD, MSG_FASTOPEN, HOST:PORT) on
+/// an unconnected TCP socket: the kernel connects and sends in one call,
+/// without connect(2) (an LSM hook on connect never runs). value = bytes
+/// sent.
+pub fn tcp_fastopen(addr: SocketAddr) -> Report {
+    const OP: &str = "tcp-fastopen";
+    let result = tcp_socket(&addr).and_then(|fd| {
+        let to = SockaddrStorage::from(addr);
+        // SAFETY: the buffer and the address are valid for the lengths
+        // given; the fd is open.
+        let n = unsafe {
+            libc::sendto(
+                fd.as_raw_fd(),
+                PAYLOAD.as_ptr().cast(),
+                PAYLOAD.len(),
+                libc::MSG_FASTOPEN,
+                to.as_ptr(),
+                to.len(),
+            )
+        };
+        sys::check(n as libc::c_long).map(|n| (fd, n))
+    });
+    match result {
+        Ok((fd, n)) => {
+            linger_until_acked(&fd);
+            Report::ok(OP, Some(n))
+        }
+        Err(e) => Report::os_error(OP, &e),
+    }
+}
+
+/// `tcp-fastopen-connect HOST:PORT`: TCP_FASTOPEN_CONNECT, then connect(2)
+/// (which returns at once, sending nothing) and write(PAYLOAD), which
+/// sends the SYN with the data. value = bytes written.
+pub fn tcp_fastopen_connect(addr: SocketAddr) -> Report {
+    const OP: &str = "tcp-fastopen-connect";
+    let result = tcp_socket(&addr).and_then(|fd| {
+        let on: libc::c_int = 1;
+        // SAFETY: setsockopt reads one int through the pointer.
+        let r = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_FASTOPEN_CONNECT,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        sys::check(r.into())?;
+        let to = SockaddrStorage::from(addr);
+        // SAFETY: the address is valid for its length; the fd is open.
+        sys::check(unsafe { libc::connect(fd.as_raw_fd(), to.as_ptr(), to.len()) }.into())?;
+        // SAFETY: the buffer is valid for its length.
+        let n = unsafe { libc::write(fd.as_raw_fd(), PAYLOAD.as_ptr().cast(), PAYLOAD.len()) };
+        sys::check(n as libc::c_long).map(|n| (fd, n))
+    });
+    match result {
+        Ok((fd, n)) => {
+            linger_until_acked(&fd);
+            Report::ok(OP, Some(n))
+        }
+        Err(e) => Report::os_error(OP, &e),
+    }
+}
+
+/// The tcp_info state of a socket still waiting for the SYN-ACK
+/// (include/net/tcp_states.h).
+const TCP_SYN_SENT: u8 = 2;
+
+/// Waits (up to CONNECT_TIMEOUT) until the handshake has completed, so
+/// the listener has the connection before the probe exits and closes it.
+fn linger_until_acked(fd: &OwnedFd) {
+    let deadline = Instant::now() + CONNECT_TIMEOUT;
+    while Instant::now() < deadline {
+        // SAFETY: tcp_info is plain data; getsockopt fills at most `len`.
+        let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        // SAFETY: `info` and `len` are valid out-pointers of those sizes.
+        let r = unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_INFO,
+                (&mut info as *mut libc::tcp_info).cast(),
+                &mut len,
+            )
+        };
+        if r != 0 || info.tcpi_state != TCP_SYN_SENT {
+            return;
+        }
+        sys::sleep_ms(5);
+    }
+}
+
+/// `tcp-listen [HOST:PORT] [SECS]`: listen(2) on a TCP socket, bound to
+/// HOST:PORT first if given; without an address nothing is bound and the
+/// kernel picks a port on every address (autobind). Then accepts for SECS
+/// (default 0). value = the port; "accepted" = connections accepted; the
+/// line is printed at the end.
+pub fn tcp_listen(addr: Option<SocketAddr>, secs: Duration) -> Report {
+    const OP: &str = "tcp-listen";
+    let family_of = addr.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
+    let fd = match tcp_socket(&family_of) {
+        Ok(fd) => fd,
+        Err(e) => return Report::os_error(OP, &e),
+    };
+    if let Some(addr) = addr {
+        let at = SockaddrStorage::from(addr);
+        // SAFETY: the address is valid for its length; the fd is open.
+        if unsafe { libc::bind(fd.as_raw_fd(), at.as_ptr(), at.len()) } != 0 {
+            return Report::os_error(OP, &io::Error::last_os_error());
+        }
+    }
+    // SAFETY: listen(2) takes no pointers.
+    if unsafe { libc::listen(fd.as_raw_fd(), 16) } != 0 {
+        return Report::os_error(OP, &io::Error::last_os_error());
+    }
+    let listener = TcpListener::from(fd);
+    let port = match listener.local_addr() {
+        Ok(a) => a.port(),
+        Err(e) => return Report::os_error(OP, &e),
+    };
+    let accepted = match accept_for(&listener, secs) {
+        Ok(n) => n,
+        Err(e) => return Report::os_error(OP, &e).value(i64::from(port)),
+    };
+    Report::ok(OP, Some(i64::from(port))).with("accepted", Value::from(accepted))
+}
+
+/// Accepts (and closes) connections until `secs` have passed.
+fn accept_for(listener: &TcpListener, secs: Duration) -> io::Result<u64> {
+    listener.set_nonblocking(true)?;
+    let deadline = Instant::now() + secs;
+    let mut accepted = 0;
+    loop {
+        match listener.accept() {
+            Ok(_) => {
+                accepted += 1;
+                continue;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(accepted);
+        }
+        let mut pfd = libc::pollfd {
+            fd: listener.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = left.as_millis().clamp(1, 1000) as libc::c_int;
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut pfd, 1, ms) };
+    }
+}
+
+/// `mptcp-connect HOST:PORT`: connect(2) on an IPPROTO_MPTCP stream
+/// socket, which falls back to plain TCP with a plain TCP peer, then send
+/// PAYLOAD. value = bytes sent.
+pub fn mptcp_connect(addr: SocketAddr) -> Report {
+    const OP: &str = "mptcp-connect";
+    let domain = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    let result = sys::owned_fd(
+        // SAFETY: socket(2) takes no pointers.
+        unsafe {
+            libc::socket(
+                domain,
+                libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+                libc::IPPROTO_MPTCP,
+            )
+        }
+        .into(),
+    )
+    .and_then(|fd| {
+        let to = SockaddrStorage::from(addr);
+        // SAFETY: the address is valid for its length; the fd is open.
+        sys::check(unsafe { libc::connect(fd.as_raw_fd(), to.as_ptr(), to.len()) }.into())?;
+        // SAFETY: the buffer is valid for its length.
+        let n = unsafe {
+            libc::send(
+                fd.as_raw_fd(),
+                PAYLOAD.as_ptr().cast(),
+                PAYLOAD.len(),
+                libc::MSG_NOSIGNAL,
+            )
+        };
+        sys::check(n as libc::c_long)
+    });
+    match result {
+        Ok(n) => Report::ok(OP, Some(n)),
         Err(e) => Report::os_error(OP, &e),
     }
 }

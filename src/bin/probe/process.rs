@@ -4,15 +4,17 @@
 //! The probe is single-threaded, so after fork(2) the child may run any
 //! code; children still stick to plain syscalls and `_exit`.
 
-use std::ffi::{CString, OsString};
+use std::ffi::OsString;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::report::Report;
+use crate::sys::{
+    cloexec_pipe, errno, fork_exec_wait, read_i32, sleep_fully, sleep_ms, wait, write_i32, CArgv,
+};
 
 /// How long `setsid-daemon`'s grandchild lives.
 const DAEMON_LIFETIME_SECS: u32 = 300;
@@ -21,147 +23,21 @@ const DAEMON_LIFETIME_SECS: u32 = 300;
 /// corpus run quick.
 const FORK_CHILD_MS: u64 = 500;
 
-fn cloexec_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)
-}
-
-/// Reads one native-endian i32 from `fd`; `None` at EOF.
-fn read_i32(fd: &OwnedFd) -> io::Result<Option<i32>> {
-    let mut buf = [0u8; 4];
-    let mut got = 0;
-    while got < buf.len() {
-        // SAFETY: the pointer and length describe the unfilled tail of `buf`.
-        let n = unsafe {
-            libc::read(
-                fd.as_raw_fd(),
-                buf[got..].as_mut_ptr().cast(),
-                buf.len() - got,
-            )
-        };
-        match n {
-            0 => return Ok(None),
-            n if n > 0 => got += n as usize,
-            _ => {
-                let e = io::Error::last_os_error();
-                if e.kind() != io::ErrorKind::Interrupted {
-                    return Err(e);
-                }
-            }
-        }
-    }
-    Ok(Some(i32::from_ne_bytes(buf)))
-}
-
-/// Writes one i32 to a raw fd (in a forked child; best effort).
-fn write_i32(fd: i32, v: i32) {
-    let buf = v.to_ne_bytes();
-    // SAFETY: `buf` is valid for its length; a failed write only loses the
-    // message, which the reader sees as EOF.
-    unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
-}
-
-/// waitpid(2), retried on EINTR.
-fn wait(pid: libc::pid_t) -> io::Result<libc::c_int> {
-    let mut status = 0;
-    loop {
-        // SAFETY: `status` is a valid out-pointer.
-        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if r == pid {
-            return Ok(status);
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
-}
-
-fn errno() -> i32 {
-    io::Error::last_os_error().raw_os_error().unwrap_or(0)
-}
-
-/// Sleeps the full `secs` even if signals interrupt (in a child).
-fn sleep_fully(secs: u32) {
-    let mut left = secs;
-    while left > 0 {
-        // SAFETY: sleep(3) takes no pointers.
-        left = unsafe { libc::sleep(left) };
-    }
-}
-
-fn sleep_ms(ms: u64) {
-    let mut req = libc::timespec {
-        tv_sec: (ms / 1000) as _,
-        tv_nsec: ((ms % 1000) * 1_000_000) as libc::c_long,
-    };
-    loop {
-        let mut rem = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: nanosleep with two live timespecs.
-        if unsafe { libc::nanosleep(&req, &mut rem) } == 0 {
-            return;
-        }
-        req = rem;
-    }
-}
-
-fn cstring(s: &OsString) -> Result<CString, String> {
-    CString::new(s.as_bytes()).map_err(|_| format!("argument {s:?} contains a NUL byte"))
-}
-
 /// `exec PATH [ARGS...]`: fork, execv(PATH, [PATH, ARGS...]), wait. The
 /// child sends execv's errno back through a close-on-exec pipe, so ok
 /// means exec succeeded; value = the child's exit code (null if it was
 /// killed by a signal, then field "signal").
 pub fn exec(path: &OsString, args: &[OsString]) -> Report {
     const OP: &str = "exec";
-    let mut argv = Vec::with_capacity(args.len() + 1);
-    for a in std::iter::once(path).chain(args) {
-        match cstring(a) {
-            Ok(c) => argv.push(c),
-            Err(e) => return Report::usage(OP, e),
-        }
-    }
-    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
-    argv_ptrs.push(std::ptr::null());
-    let (rd, wr) = match cloexec_pipe() {
-        Ok(p) => p,
-        Err(e) => return Report::os_error(OP, &e),
+    let argv = match CArgv::new(std::iter::once(path).chain(args)) {
+        Ok(a) => a,
+        Err(e) => return Report::usage(OP, e),
     };
-    // SAFETY: the probe is single-threaded, so the child is a full copy
-    // that may run ordinary code; it only calls signal/execv/write/_exit.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Report::os_error(OP, &io::Error::last_os_error());
-    }
-    if pid == 0 {
-        // SAFETY: in the child. The probe ignores SIGPIPE; the program it
-        // runs should start with the default, as it would from a shell.
-        // `argv_ptrs` is a NULL-terminated array of pointers into `argv`,
-        // which outlives the call.
-        unsafe {
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-            libc::execv(argv[0].as_ptr(), argv_ptrs.as_ptr());
-            write_i32(wr.as_raw_fd(), errno());
-            libc::_exit(127);
-        }
-    }
-    drop(wr);
-    let exec_errno = read_i32(&rd);
-    let status = match wait(pid) {
-        Ok(s) => s,
-        Err(e) => return Report::os_error(OP, &e),
-    };
-    match exec_errno {
-        Ok(Some(errno)) => Report::os_error(OP, &io::Error::from_raw_os_error(errno)),
-        Err(e) => Report::os_error(OP, &e),
-        Ok(None) if libc::WIFSIGNALED(status) => {
-            Report::ok(OP, None).with("signal", Value::from(libc::WTERMSIG(status)))
-        }
-        Ok(None) => Report::ok(OP, Some(i64::from(libc::WEXITSTATUS(status)))),
-    }
+    fork_exec_wait(OP, || {
+        // SAFETY: `argv` is a NULL-terminated array of C strings that
+        // outlives the call; execv only returns on failure.
+        unsafe { libc::execv(*argv.as_ptr(), argv.as_ptr()) };
+    })
 }
 
 /// `fork-many N`: fork N children that each sleep 0.5 s; stop at the first

@@ -1,5 +1,5 @@
 //! Operations on the probe's own environment and standard streams: flood,
-//! env, cwd, stdin, write-stderr.
+//! flood-both, env, cwd, stdin, write-stderr.
 
 use std::io::{self, Read, Write};
 
@@ -91,4 +91,48 @@ pub fn write_stderr(text: &[u8]) -> Report {
         Ok(()) => Report::ok("write-stderr", Some(text.len() as i64)),
         Err(e) => Report::os_error("write-stderr", &e),
     }
+}
+
+/// `flood-both BYTES`: write BYTES 'x' to stdout and BYTES 'y' to stderr,
+/// alternating 64 KiB chunks, so a reader that drains one stream before
+/// the other blocks the probe; stop at the first error. The report goes
+/// to stderr; value = bytes written in all, "stdout" and "stderr" each.
+pub fn flood_both(bytes: u64) -> Report {
+    const OP: &str = "flood-both";
+    let chunks = [[b'x'; CHUNK], [b'y'; CHUNK]];
+    let mut written = [0u64; 2];
+    let mut failure = None;
+    'outer: while written.iter().any(|&w| w < bytes) {
+        for (i, fd) in [1, 2].into_iter().enumerate() {
+            if written[i] >= bytes {
+                continue;
+            }
+            let len = (bytes - written[i]).min(CHUNK as u64) as usize;
+            // SAFETY: `chunks[i]` is valid for `len <= CHUNK` bytes.
+            let n = unsafe { libc::write(fd, chunks[i].as_ptr().cast(), len) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                failure = Some(e);
+                break 'outer;
+            }
+            written[i] += n as u64;
+        }
+    }
+    // The report must start a line of its own after the flood.
+    if written[1] > 0 {
+        // SAFETY: one byte from a static buffer.
+        unsafe { libc::write(2, b"\n".as_ptr().cast(), 1) };
+    }
+    let total = (written[0] + written[1]) as i64;
+    let report = match failure {
+        None => Report::ok(OP, Some(total)),
+        Some(e) => Report::os_error(OP, &e).value(total),
+    };
+    report
+        .with("stdout", Value::from(written[0]))
+        .with("stderr", Value::from(written[1]))
+        .on_stderr()
 }
