@@ -197,6 +197,7 @@ impl Sandbox {
             landlock_unix: abi >= landlock::ABI_RESOLVE_UNIX,
             landlock_signal_scope: compiled.signal_scope,
             lock_rlimits: euid == 0 && has_rlimits,
+            root: euid == 0,
             groups: seccomp::Groups {
                 sockets: !off(Mutant::SeccompSockets),
                 io_uring: !off(Mutant::SeccompIoUring),
@@ -206,6 +207,7 @@ impl Sandbox {
                 namespaces: !off(Mutant::SeccompNamespaces),
                 admin: !off(Mutant::Privileges),
                 memfd_exec: !off(Mutant::SeccompMemfdExec),
+                metadata: !off(Mutant::SeccompMetadata),
                 signals: !off(Mutant::SeccompSignals),
                 rlimits: !off(Mutant::SeccompRlimitLock),
             },
