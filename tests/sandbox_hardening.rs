@@ -464,3 +464,52 @@ fn foreign_syscall_abis_kill_the_command_instead_of_bypassing_the_filter() {
     assert!(!ok(&r), "{r}");
     assert_eq!(r["signal"], serde_json::json!(libc::SIGSYS), "{r}");
 }
+
+// ------------------------------------------------------------- leftovers
+
+/// The run cgroups of a crashed run (its pid gone) are removed by the next
+/// process that makes one, so a reused pid can never collide with them.
+#[test]
+fn stale_run_cgroups_of_dead_processes_are_swept() {
+    if !landlock_or_refusal() || !is_root() {
+        return;
+    }
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let Some(root) = mountinfo.lines().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        let mp = left.split_whitespace().nth(4)?;
+        let mut r = right.split_whitespace();
+        let fstype = r.next()?;
+        let opts = r.nth(1).unwrap_or("");
+        (fstype == "cgroup" && opts.split(',').any(|o| o == "pids")).then(|| mp.to_string())
+    }) else {
+        eprintln!("no cgroup v1 pids hierarchy here; the cgroup2 path is the same code");
+        return;
+    };
+    let parent = std::path::Path::new(&root).join("sandspec");
+    std::fs::create_dir_all(&parent).unwrap();
+    // pid_max is at most 2^22: this pid cannot exist.
+    let stale = parent.join("4194999-0");
+    let _ = std::fs::create_dir(&stale);
+    assert!(stale.is_dir());
+    let mut cmd = std::process::Command::new(sandspec());
+    cmd.arg("sandbox");
+    for p in SYSTEM_READ {
+        cmd.args(["--read", p]);
+    }
+    for p in base_policy().exec {
+        cmd.arg("--exec").arg(p);
+    }
+    let st = cmd
+        .args(["--max-procs", "4", "--"])
+        .arg(probe())
+        .args(["exit", "0"])
+        .status()
+        .unwrap();
+    assert!(st.success(), "{st}");
+    assert!(
+        !stale.exists(),
+        "the stale cgroup {} is still there",
+        stale.display()
+    );
+}
