@@ -188,8 +188,13 @@ impl Sandbox {
             network: match &policy.network {
                 Network::Allow => seccomp::NetRules::Allow,
                 Network::Deny => seccomp::NetRules::Deny,
+                // listen() on an unbound socket auto-binds an ephemeral
+                // port without the bind() check Landlock makes
+                // (landlock-lsm/linux#15), and seccomp cannot tell a bound
+                // socket from an unbound one: listen() is allowed only when
+                // the policy grants ephemeral ports (port 0) anyway.
                 Network::Ports(p) => seccomp::NetRules::Ports {
-                    listen: !p.tcp_bind.is_empty(),
+                    listen: p.tcp_bind.contains(&0),
                 },
             },
             landlock_tcp: abi >= landlock::ABI_TCP,

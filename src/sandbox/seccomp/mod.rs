@@ -18,7 +18,7 @@
 //!   too below Landlock ABI 9, which cannot check a socket's path); under
 //!   `deny` every inet socket, under port rules the inet sockets Landlock
 //!   does not control, `sendto`/`sendmsg` with `MSG_FASTOPEN`, and
-//!   `listen()` when no bind port is listed;
+//!   `listen()` unless port 0 (ephemeral ports) is in the bind list;
 //! - below Landlock ABI 6 (no signal scoping): signals to process groups,
 //!   to every process (-1), to the supervisor and to the caller; `tkill`,
 //!   `pidfd_send_signal`, and naming a signal owner (`F_SETOWN`…);
@@ -45,9 +45,9 @@ pub enum NetRules {
     /// No inet socket; unix only where Landlock checks its path.
     Deny,
     /// TCP port rules: inet sockets Landlock controls; `listen` only when
-    /// some bind port is listed.
+    /// ephemeral ports (bind port 0) are granted.
     Ports {
-        /// A bind port is listed, so `listen()` is allowed.
+        /// `listen()` is allowed (port 0 is in the bind list).
         listen: bool,
     },
 }

@@ -130,8 +130,8 @@ pub fn sockets(rules: &mut Rules, s: &Spec) -> Result<(), SetupError> {
             deny_when(rules, libc::SYS_sendmsg, vec![vec![fastopen(2)?]])?;
             deny_when(rules, libc::SYS_sendmmsg, vec![vec![fastopen(3)?]])?;
             if !listen {
-                // No bind port is listed: listen() could only auto-bind an
-                // ephemeral port, which Landlock does not check.
+                // listen() on an unbound socket auto-binds an ephemeral
+                // port, which Landlock does not check.
                 deny(rules, &[libc::SYS_listen]);
             }
         }
