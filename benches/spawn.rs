@@ -191,6 +191,7 @@ fn bench_spec() -> Spec {
         landlock_unix: false,
         landlock_signal_scope: true,
         lock_rlimits: true,
+        root: true,
         groups: Groups::ALL,
     }
 }

@@ -191,7 +191,8 @@ fn find_pids_hierarchy() -> Option<Hierarchy> {
 }
 
 impl PidsCgroup {
-    /// Creates `<pids hierarchy>/sandspec/<pid>-<seq>` with `pids.max = max`.
+    /// Creates `<pids hierarchy>/sandspec/<pid>-<seq>-<random>` with
+    /// `pids.max = max`.
     pub fn create(max: u32) -> Result<PidsCgroup, SetupError> {
         let fail = |why: String| {
             SetupError {
@@ -219,12 +220,24 @@ impl PidsCgroup {
                     .map_err(|e| fail(format!("{}: enabling pids: {e}", ctl.display())))?;
             }
         }
-        let dir = parent.join(format!(
-            "{}-{}",
-            std::process::id(),
-            CGROUP_SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir(&dir).map_err(|e| fail(format!("{}: {e}", dir.display())))?;
+        sweep_stale(&parent);
+        // pid, sequence and a random part: a directory left behind by a
+        // crashed run whose pid comes round again cannot collide.
+        let mut dir;
+        let mut tries = 0;
+        loop {
+            dir = parent.join(format!(
+                "{}-{}-{:08x}",
+                std::process::id(),
+                CGROUP_SEQ.fetch_add(1, Ordering::Relaxed),
+                fastrand::u32(..)
+            ));
+            match std::fs::create_dir(&dir) {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && tries < 8 => tries += 1,
+                Err(e) => return Err(fail(format!("{}: {e}", dir.display()))),
+            }
+        }
         let cg = |procs| PidsCgroup {
             dir: dir.clone(),
             procs,
@@ -252,6 +265,31 @@ impl PidsCgroup {
     pub fn procs_fd(&self) -> i32 {
         self.procs.as_raw_fd()
     }
+}
+
+/// Removes, once per process, the empty run cgroups of processes that no
+/// longer exist (a run killed before it could remove its own). A cgroup
+/// with tasks in it cannot be removed, so a live run's is never touched.
+fn sweep_stale(parent: &Path) {
+    static SWEPT: OnceLock<()> = OnceLock::new();
+    SWEPT.get_or_init(|| {
+        let Ok(dir) = std::fs::read_dir(parent) else {
+            return;
+        };
+        for e in dir.flatten() {
+            let name = e.file_name();
+            let Some(pid) = name
+                .to_str()
+                .and_then(|n| n.split('-').next())
+                .and_then(|p| p.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_dir(e.path());
+            }
+        }
+    });
 }
 
 impl Drop for PidsCgroup {

@@ -188,8 +188,13 @@ impl Sandbox {
             network: match &policy.network {
                 Network::Allow => seccomp::NetRules::Allow,
                 Network::Deny => seccomp::NetRules::Deny,
+                // listen() on an unbound socket auto-binds an ephemeral
+                // port without the bind() check Landlock makes
+                // (landlock-lsm/linux#15), and seccomp cannot tell a bound
+                // socket from an unbound one: listen() is allowed only when
+                // the policy grants ephemeral ports (port 0) anyway.
                 Network::Ports(p) => seccomp::NetRules::Ports {
-                    listen: !p.tcp_bind.is_empty(),
+                    listen: p.tcp_bind.contains(&0),
                 },
             },
             landlock_tcp: abi >= landlock::ABI_TCP,
@@ -197,6 +202,7 @@ impl Sandbox {
             landlock_unix: abi >= landlock::ABI_RESOLVE_UNIX,
             landlock_signal_scope: compiled.signal_scope,
             lock_rlimits: euid == 0 && has_rlimits,
+            root: euid == 0,
             groups: seccomp::Groups {
                 sockets: !off(Mutant::SeccompSockets),
                 io_uring: !off(Mutant::SeccompIoUring),
@@ -206,6 +212,7 @@ impl Sandbox {
                 namespaces: !off(Mutant::SeccompNamespaces),
                 admin: !off(Mutant::Privileges),
                 memfd_exec: !off(Mutant::SeccompMemfdExec),
+                metadata: !off(Mutant::SeccompMetadata),
                 signals: !off(Mutant::SeccompSignals),
                 rlimits: !off(Mutant::SeccompRlimitLock),
             },

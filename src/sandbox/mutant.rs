@@ -41,6 +41,8 @@ pub enum Mutant {
     SeccompNamespaces,
     /// seccomp: executable memfds allowed.
     SeccompMemfdExec,
+    /// seccomp: set-id bits, and root's metadata changes, allowed.
+    SeccompMetadata,
     /// seccomp: the signal fallback below Landlock ABI 6 off.
     SeccompSignals,
     /// seccomp: root may raise its rlimits.
@@ -80,6 +82,7 @@ impl Mutant {
             SeccompIpc,
             SeccompNamespaces,
             SeccompMemfdExec,
+            SeccompMetadata,
             SeccompSignals,
             SeccompRlimitLock,
             Privileges,
@@ -108,6 +111,7 @@ impl Mutant {
             SeccompIpc => "seccomp-ipc",
             SeccompNamespaces => "seccomp-namespaces",
             SeccompMemfdExec => "seccomp-memfd-exec",
+            SeccompMetadata => "seccomp-metadata",
             SeccompSignals => "seccomp-signals",
             SeccompRlimitLock => "seccomp-rlimit-lock",
             Privileges => "privileges",

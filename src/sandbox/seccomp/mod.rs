@@ -11,13 +11,14 @@
 //! - always: io_uring; BPF, perf events, userfaultfd; keyrings; SysV and
 //!   POSIX IPC; new namespaces and `setns`; mounts, modules, kexec and the
 //!   rest of machine administration; executable memfds; any x32 syscall;
-//!   `clone3` fails with ENOSYS (its flags are in memory the filter cannot
+//!   set-id mode bits, and for root every inode metadata change (Landlock
+//!   has no right for metadata); `clone3` fails with ENOSYS (its flags are in memory the filter cannot
 //!   read; libc falls back to `clone`, whose namespace flags are refused);
 //! - with the network restricted: every socket family but unix (and unix
 //!   too below Landlock ABI 9, which cannot check a socket's path); under
 //!   `deny` every inet socket, under port rules the inet sockets Landlock
 //!   does not control, `sendto`/`sendmsg` with `MSG_FASTOPEN`, and
-//!   `listen()` when no bind port is listed;
+//!   `listen()` unless port 0 (ephemeral ports) is in the bind list;
 //! - below Landlock ABI 6 (no signal scoping): signals to process groups,
 //!   to every process (-1), to the supervisor and to the caller; `tkill`,
 //!   `pidfd_send_signal`, and naming a signal owner (`F_SETOWN`…);
@@ -44,9 +45,9 @@ pub enum NetRules {
     /// No inet socket; unix only where Landlock checks its path.
     Deny,
     /// TCP port rules: inet sockets Landlock controls; `listen` only when
-    /// some bind port is listed.
+    /// ephemeral ports (bind port 0) are granted.
     Ports {
-        /// A bind port is listed, so `listen()` is allowed.
+        /// `listen()` is allowed (port 0 is in the bind list).
         listen: bool,
     },
 }
@@ -70,6 +71,8 @@ pub struct Groups {
     pub admin: bool,
     /// Executable memfds.
     pub memfd_exec: bool,
+    /// Inode metadata: set-id bits, and everything for root.
+    pub metadata: bool,
     /// Signals outside, below Landlock ABI 6.
     pub signals: bool,
     /// setrlimit/prlimit64 writes (root with rlimits).
@@ -87,6 +90,7 @@ impl Groups {
         namespaces: true,
         admin: true,
         memfd_exec: true,
+        metadata: true,
         signals: true,
         rlimits: true,
     };
@@ -107,6 +111,8 @@ pub struct Spec {
     pub landlock_signal_scope: bool,
     /// Root with rlimits: refuse raising them.
     pub lock_rlimits: bool,
+    /// The command runs as root (owner of most host files).
+    pub root: bool,
     /// The groups in force.
     pub groups: Groups,
 }
@@ -179,6 +185,9 @@ impl Filter {
         }
         if g.memfd_exec {
             rules::memfd_exec(&mut body)?;
+        }
+        if g.metadata {
+            rules::metadata(&mut body, spec.root)?;
         }
         let fallback = g.signals && !spec.landlock_signal_scope;
         if fallback {

@@ -130,8 +130,8 @@ pub fn sockets(rules: &mut Rules, s: &Spec) -> Result<(), SetupError> {
             deny_when(rules, libc::SYS_sendmsg, vec![vec![fastopen(2)?]])?;
             deny_when(rules, libc::SYS_sendmmsg, vec![vec![fastopen(3)?]])?;
             if !listen {
-                // No bind port is listed: listen() could only auto-bind an
-                // ephemeral port, which Landlock does not check.
+                // listen() on an unbound socket auto-binds an ephemeral
+                // port, which Landlock does not check.
                 deny(rules, &[libc::SYS_listen]);
             }
         }
@@ -308,6 +308,66 @@ pub fn signals_fallback(rules: &mut Rules) -> Result<(), SetupError> {
             vec![cond(1, SeccompCmpOp::Eq, SIOCSPGRP)?],
         ],
     )
+}
+
+/// Syscalls numbered after the unified table (same number on every
+/// architecture), not in every libc crate target yet.
+const SYS_FCHMODAT2: i64 = 452;
+const SYS_SETXATTRAT: i64 = 463;
+const SYS_REMOVEXATTRAT: i64 = 466;
+
+/// Inode metadata. Landlock has no right for it (mode, owner, times,
+/// extended attributes change without opening the file), so only the
+/// owner's DAC check stands between a command and any file it can name.
+/// - Everyone: no set-user-ID or set-group-ID bit (a setuid root binary
+///   left on the host is a privilege escalation for every local user).
+/// - `root`: owns almost every host file, so every metadata change is
+///   refused (a root command cannot chmod or touch even inside its write
+///   paths; run it as another user to keep that).
+pub fn metadata(rules: &mut Rules, root: bool) -> Result<(), SetupError> {
+    // (syscall, index of the mode argument)
+    let mut chmods = vec![
+        (libc::SYS_fchmod, 1u8),
+        (libc::SYS_fchmodat, 2),
+        (SYS_FCHMODAT2, 2),
+    ];
+    #[cfg(target_arch = "x86_64")]
+    chmods.push((libc::SYS_chmod, 1));
+    if root {
+        let mut all: Vec<i64> = chmods.iter().map(|(nr, _)| *nr).collect();
+        all.extend([
+            libc::SYS_fchown,
+            libc::SYS_fchownat,
+            libc::SYS_utimensat,
+            libc::SYS_setxattr,
+            libc::SYS_lsetxattr,
+            libc::SYS_fsetxattr,
+            libc::SYS_removexattr,
+            libc::SYS_lremovexattr,
+            libc::SYS_fremovexattr,
+            SYS_SETXATTRAT,
+            SYS_REMOVEXATTRAT,
+        ]);
+        #[cfg(target_arch = "x86_64")]
+        all.extend([
+            libc::SYS_chown,
+            libc::SYS_lchown,
+            libc::SYS_utime,
+            libc::SYS_utimes,
+            libc::SYS_futimesat,
+        ]);
+        deny(rules, &all);
+        return Ok(());
+    }
+    for (nr, arg) in chmods {
+        let bit = |b: u64| cond(arg, SeccompCmpOp::MaskedEq(b), b).map(|c| vec![c]);
+        deny_when(
+            rules,
+            nr,
+            vec![bit(libc::S_ISUID as u64)?, bit(libc::S_ISGID as u64)?],
+        )?;
+    }
+    Ok(())
 }
 
 /// As root with rlimits: root may raise a hard limit back.

@@ -61,6 +61,7 @@ fn spec(network: NetRules) -> Spec {
         landlock_unix: false,
         landlock_signal_scope: true,
         lock_rlimits: false,
+        root: false,
         groups: Groups::ALL,
     }
 }
@@ -284,4 +285,26 @@ fn root_with_rlimits_cannot_raise_them_but_may_read_them() {
     assert_eq!(f.call(libc::SYS_setrlimit, &[7, 0]), EPERM);
     assert_eq!(f.call(libc::SYS_prlimit64, &[0, 7, 0x1000, 0]), EPERM);
     assert_eq!(f.call(libc::SYS_prlimit64, &[0, 7, 0, 0x1000]), ALLOW);
+}
+
+#[test]
+fn nobody_may_set_set_id_bits_and_root_may_change_no_metadata() {
+    let f = F::new(spec(NetRules::Allow));
+    assert_eq!(f.call(libc::SYS_fchmodat, &[0, 0, 0o4755]), EPERM);
+    assert_eq!(f.call(libc::SYS_fchmod, &[3, 0o2755]), EPERM);
+    assert_eq!(f.call(libc::SYS_fchmodat, &[0, 0, 0o755]), ALLOW);
+    assert_eq!(f.call(libc::SYS_utimensat, &[0, 0, 0, 0]), ALLOW);
+    let mut s = spec(NetRules::Allow);
+    s.root = true;
+    let f = F::new(s);
+    for nr in [
+        libc::SYS_fchmodat,
+        libc::SYS_fchmod,
+        libc::SYS_fchownat,
+        libc::SYS_utimensat,
+        libc::SYS_setxattr,
+        libc::SYS_fremovexattr,
+    ] {
+        assert_eq!(f.call(nr, &[0, 0, 0o644, 0]), EPERM, "syscall {nr}");
+    }
 }
