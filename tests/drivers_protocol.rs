@@ -227,8 +227,10 @@ fn ping_and_pong_from_sandspec_types_validate() {
 fn the_capability_vocabulary_matches_the_schema_both_ways() {
     // The vocabulary, by an exhaustive match in the library: adding a
     // capability without listing it there does not compile.
+    // Less the ones the protocol cannot carry (they need fds handed over).
     let caps: Vec<Capability> = sandspec::driver::reference::all_capabilities()
         .into_iter()
+        .filter(|c| !sandspec::driver::protocol::IN_PROCESS_ONLY.contains(c))
         .collect();
     let names: Vec<Value> = caps
         .iter()

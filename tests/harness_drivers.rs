@@ -141,8 +141,19 @@ fn isolation_fixtures_fail_under_none_with_the_observed_reason() {
     let setsid = by_id(&rs, "fixture.timeout-kills-setsid-grandchild");
     assert_eq!(setsid.status, Status::Fail, "{setsid:?}");
     assert!(
-        setsid.reason.as_deref().unwrap().contains("still alive"),
+        setsid
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("alive after it ended"),
         "{setsid:?}"
+    );
+    // Listed (with how it was found), and killed.
+    assert_eq!(setsid.survivors.len(), 1, "{setsid:?}");
+    let pid = setsid.survivors[0].pid;
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "survivor {pid} still exists"
     );
     // Cases that restrict nothing still pass under none.
     assert_eq!(by_id(&rs, "fixture.echo").status, Status::Pass);

@@ -47,7 +47,12 @@ pub fn exec(_args: DriverArgs) -> i32 {
                         name: h.name,
                         version: h.version,
                     },
-                    capabilities: h.capabilities,
+                    // Behind the protocol no fds can be handed over.
+                    capabilities: h
+                        .capabilities
+                        .into_iter()
+                        .filter(|c| !crate::driver::protocol::IN_PROCESS_ONLY.contains(c))
+                        .collect(),
                     requires_landlock_abi: h.requires_landlock_abi,
                 }
             }

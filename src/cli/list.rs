@@ -17,6 +17,9 @@ pub struct ListArgs {
     /// Only cases with this tag.
     #[arg(long, value_name = "T")]
     pub tag: Option<Tag>,
+    /// Also print each case's file and upstream references (`refs:`).
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
 }
 
 /// Runs `sandspec list`: prints `ID  TAGS  SUMMARY` per case; a corpus that
@@ -50,6 +53,12 @@ pub fn exec(args: ListArgs) -> i32 {
     let tag_width = tags.iter().map(String::len).max().unwrap_or(0);
     for (c, t) in selected.iter().zip(&tags) {
         println!("{:width$}  {:tag_width$}  {}", c.case.id, t, c.case.summary);
+        if args.verbose {
+            println!("{:width$}  file: {}", "", c.path.display());
+            if !c.case.refs.is_empty() {
+                println!("{:width$}  refs: {}", "", c.case.refs.join(" "));
+            }
+        }
     }
     0
 }

@@ -59,6 +59,11 @@ pub struct Case {
     /// for every case tagged `isolation`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub control: Option<Control>,
+    /// Where the attack comes from: CVE ids (`CVE-2017-5226`), advisory
+    /// ids (`GHSA-…`) or URLs of upstream issues. Shown by `sandspec list
+    /// --verbose` and in the JSON report.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refs: Vec<String>,
 }
 
 /// Closed tag vocabulary.
@@ -89,6 +94,36 @@ pub enum Tag {
     Environment,
     /// Output capture and caps.
     Output,
+    /// The command's terminal: input injection (TIOCSTI), terminal ioctls.
+    Terminal,
+    /// File descriptors the command inherits from its caller.
+    InheritedFds,
+    /// Socket families, options and addresses (Fast Open, autobind,
+    /// netlink, IPv6, v4-mapped, compat syscalls).
+    Sockets,
+    /// Unix sockets, pathname and abstract.
+    UnixSockets,
+    /// Hard links, renames and `/proc` detours around path rules.
+    Links,
+    /// File metadata: modes, owners, timestamps, device nodes.
+    Metadata,
+    /// IPC objects and keyrings: POSIX mqueues, SysV, keys.
+    Ipc,
+    /// Namespaces and mounts.
+    Namespaces,
+    /// ptrace and `process_vm_*`.
+    Ptrace,
+    /// Signals to the supervisor, the parent and outside processes.
+    Signals,
+    /// Outliving the run or its timeout: setsid, fork chasers, renamed
+    /// processes.
+    TimeoutEvasion,
+    /// Running code the exec rules do not allow: memfd, loader, interpreter.
+    ExecBypass,
+    /// Kernel attack surface: bpf, perf, userfaultfd, io_uring.
+    KernelSurface,
+    /// Floods on stdout or stderr.
+    Flood,
 }
 
 /// Requirements; an unmet one makes the case a skip with its reason.
@@ -113,6 +148,15 @@ pub struct Requires {
     /// without Landlock means nothing for a backend that does not use it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend_requires_landlock: Option<bool>,
+    /// The host's architecture is one of these (`uname -m` names:
+    /// `x86_64`, `aarch64`, …), e.g. for a case about a compat syscall.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub arch: Vec<String>,
+    /// Sysctls that must read exactly this value (trimmed), e.g.
+    /// `{dev.tty.legacy_tiocsti: "1"}`; a sysctl this kernel does not have
+    /// is unmet too.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sysctl: BTreeMap<String, String>,
 }
 
 /// Closed capability vocabulary, claimed by drivers in `hello`.
@@ -180,6 +224,15 @@ pub enum Capability {
     /// `policy.cwd`.
     #[serde(rename = "cwd")]
     Cwd,
+    /// The `terminal` oracle: a harness pty becomes the command's stdin
+    /// and controlling terminal. Only in-process drivers can claim it (the
+    /// protocol passes no file descriptors).
+    #[serde(rename = "terminal")]
+    Terminal,
+    /// `run.fds`: the command is started while its caller holds these
+    /// open and inheritable. Only in-process drivers can claim it.
+    #[serde(rename = "fds.inherit")]
+    FdsInherit,
 }
 
 /// Harness-owned listeners on 127.0.0.1.
@@ -202,6 +255,21 @@ pub enum OracleKind {
     /// accepted connections; its name (without the leading NUL) in
     /// `${ORACLE_UNIX_NAME}`. For `scope: [abstract_unix_socket]`.
     Unix,
+    /// Pathname unix sockets in a harness directory outside every
+    /// allowlisted path (the docker.sock and D-Bus class): a stream
+    /// listener at `${ORACLE_UNIX_PATH}` and a datagram socket at
+    /// `${ORACLE_UNIX_DGRAM_PATH}`; `received` counts connections and
+    /// datagrams together.
+    UnixPath,
+    /// While the command runs, the harness looks for TCP sockets in LISTEN
+    /// state that belong to the run's processes and connects to each from
+    /// the host over loopback; `connected` counts the connections made.
+    Inbound,
+    /// A pty the harness owns, given to the command as its stdin and
+    /// controlling terminal; `received` counts the bytes found queued on
+    /// its input side after the run (pushed with TIOCSTI, say): whoever
+    /// read the terminal next would have got them as typed input.
+    Terminal,
 }
 
 /// Oracle ports to add to the case's TCP port rules at run time, when
@@ -301,6 +369,37 @@ pub struct Run {
     /// Text given on stdin.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stdin: Option<String>,
+    /// Files the command's caller holds open and inheritable when it
+    /// starts the command, as a careless caller leaks them; the `i`-th
+    /// one's number is `${FD_i}`. Needs the `fds.inherit` capability.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fds: Vec<InheritedFd>,
+}
+
+/// A file the caller holds open when the command starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InheritedFd {
+    /// The file or directory (templated, absolute).
+    pub path: String,
+    /// How it is opened.
+    pub open: FdOpen,
+}
+
+/// How an inherited file is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FdOpen {
+    /// `O_RDONLY`.
+    Read,
+    /// `O_WRONLY` (no truncation, no creation: make it in `setup`).
+    Write,
+    /// `O_RDWR`.
+    ReadWrite,
+    /// `O_RDONLY | O_DIRECTORY`: a directory fd, for `openat`.
+    Directory,
+    /// `O_PATH`.
+    Path,
 }
 
 /// A script in a case.
@@ -351,9 +450,17 @@ pub struct Expect {
     /// Host side effects.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<HostMatcher>,
-    /// Every pid the probe reported (`pids` in its JSON) is gone after the run.
+    /// Nothing the run started is alive after it, and the probe reported
+    /// the `pids` it started (evidence there was something to look for).
     #[serde(default)]
     pub no_survivors: bool,
+    /// How many processes the run left alive (found by the host's means:
+    /// the run's cgroup, its process tree, orphans re-parented to the
+    /// harness). Absent: any survivor fails the case. A control that
+    /// proves a daemon really starts says `">=1"`. Survivors are killed
+    /// after the verdict either way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub survivors: Option<IntMatcher>,
     /// Exactly these paths were reported as filtered (templated).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filtered_paths: Option<Vec<String>>,
@@ -519,6 +626,10 @@ pub struct OracleMatcher {
     /// For `victim`: the process is still alive after the run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alive: Option<bool>,
+    /// For `inbound`: connections the harness made to the run's listening
+    /// sockets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connected: Option<IntMatcher>,
 }
 
 /// Host side effects, checked outside the sandbox after the run.
@@ -534,12 +645,46 @@ pub struct HostMatcher {
     /// Files whose content must be exactly this (path → content).
     #[serde(default)]
     pub content: BTreeMap<String, String>,
+    /// Permission bits (octal string, e.g. `"0644"`, compared with the
+    /// file type masked off) of these paths, not following a final symlink.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub mode: BTreeMap<String, String>,
+    /// Owner of these paths, not following a final symlink.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub owner: BTreeMap<String, Owner>,
+    /// How many kernel objects the run created and left behind: POSIX
+    /// message queues, SysV shared memory, message queues and semaphore
+    /// sets, keys. The harness lists them before and after the run,
+    /// removes what the run left, and names each in the failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objects_left: Option<IntMatcher>,
+}
+
+/// A file's owner; each field present must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Owner {
+    /// The owning uid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    /// The owning gid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
 }
 
 /// The control run: the case again with the restriction lifted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Control {
+    /// Run the control through another driver: `none` runs it without
+    /// any sandbox, for escapes no policy field can grant, or a backend
+    /// that refuses a whole class of syscalls whatever the policy says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<ControlDriver>,
+    /// Replaces the case's `run` (argv or script, stdin, fds) for the
+    /// control.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<Run>,
     /// Fields replacing the case's policy fields (each present field
     /// replaces the whole field).
     #[serde(default)]
@@ -550,6 +695,14 @@ pub struct Control {
     pub unsimulated: Option<bool>,
     /// What the control must observe.
     pub expect: Expect,
+}
+
+/// The driver of a control run, when it is not the case's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ControlDriver {
+    /// The `none` driver: no sandbox at all.
+    None,
 }
 
 /// A partial [`Policy`] for controls.

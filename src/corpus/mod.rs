@@ -318,4 +318,6 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
 }
 
 #[cfg(test)]
+mod feature_tests;
+#[cfg(test)]
 mod tests;

@@ -256,6 +256,7 @@ mod tests {
             argv: Some(vec!["/bin/echo".into(), "hi".into()]),
             script: None,
             stdin: Some("in".into()),
+            fds: vec![],
         };
         let c = command(&run).unwrap();
         assert_eq!(
@@ -279,6 +280,7 @@ mod tests {
                 }),
             }),
             stdin: None,
+            fds: vec![],
         };
         let Program::Script(s) = command(&run).unwrap().program else {
             panic!("not a script")
@@ -294,12 +296,14 @@ mod tests {
             argv: None,
             script: None,
             stdin: None,
+            fds: vec![],
         };
         assert!(command(&none).is_err());
         let empty = Run {
             argv: Some(vec![]),
             script: None,
             stdin: None,
+            fds: vec![],
         };
         assert!(command(&empty).is_err());
     }

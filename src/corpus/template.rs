@@ -37,18 +37,43 @@ pub const VARIABLES: &[(&str, &str)] = &[
         "ORACLE_UNIX_NAME",
         "name (without the leading NUL) of the `unix` oracle's abstract socket",
     ),
+    (
+        "ORACLE_UNIX_PATH",
+        "path of the `unix_path` oracle's stream listener, outside every allowlisted path",
+    ),
+    (
+        "ORACLE_UNIX_DGRAM_PATH",
+        "path of the `unix_path` oracle's datagram socket, outside every allowlisted path",
+    ),
 ];
 
-/// The variable holding an oracle's port, pid or name.
-pub fn variable_of(kind: OracleKind) -> &'static str {
-    match kind {
+/// The variable holding the number of the `i`-th inherited fd (`run.fds`).
+pub fn fd_variable(i: usize) -> String {
+    format!("FD_{i}")
+}
+
+/// The index of an inherited-fd variable (`FD_0` → 0), if `name` is one.
+pub fn fd_index(name: &str) -> Option<usize> {
+    let digits = name.strip_prefix("FD_")?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// The variable holding an oracle's port, pid, name or path (`None` for
+/// the oracles a command does not address: `inbound`, `terminal`).
+pub fn variable_of(kind: OracleKind) -> Option<&'static str> {
+    Some(match kind {
         OracleKind::Tcp => "ORACLE_TCP_PORT",
         OracleKind::Tcp2 => "ORACLE_TCP_PORT_2",
         OracleKind::Udp => "ORACLE_UDP_PORT",
         OracleKind::Dns => "ORACLE_DNS_PORT",
         OracleKind::Victim => "VICTIM_PID",
         OracleKind::Unix => "ORACLE_UNIX_NAME",
-    }
+        OracleKind::UnixPath => "ORACLE_UNIX_PATH",
+        OracleKind::Inbound | OracleKind::Terminal => return None,
+    })
 }
 
 /// The oracle a variable needs listed in the case's `oracles`, if any.
@@ -60,13 +85,15 @@ pub fn oracle_of(name: &str) -> Option<OracleKind> {
         "ORACLE_DNS_PORT" => Some(OracleKind::Dns),
         "VICTIM_PID" => Some(OracleKind::Victim),
         "ORACLE_UNIX_NAME" => Some(OracleKind::Unix),
+        "ORACLE_UNIX_PATH" | "ORACLE_UNIX_DGRAM_PATH" => Some(OracleKind::UnixPath),
         _ => None,
     }
 }
 
-/// True when `name` is a known variable.
+/// True when `name` is a known variable (`FD_i` included; whether the
+/// case has an `i`-th inherited fd is checked by the loader).
 pub fn is_known(name: &str) -> bool {
-    VARIABLES.iter().any(|(n, _)| *n == name)
+    VARIABLES.iter().any(|(n, _)| *n == name) || fd_index(name).is_some()
 }
 
 /// A `${…}` reference found in a string.
@@ -169,11 +196,9 @@ pub fn expand_str(s: &str, vars: &BTreeMap<String, String>) -> Result<String, St
 
 /// The known variable names, for messages.
 pub fn known_list() -> String {
-    VARIABLES
-        .iter()
-        .map(|(n, _)| *n)
-        .collect::<Vec<_>>()
-        .join(", ")
+    let mut names: Vec<&str> = VARIABLES.iter().map(|(n, _)| *n).collect();
+    names.push("FD_0, FD_1, … (one per run.fds entry)");
+    names.join(", ")
 }
 
 /// Expands `${NAME}` in every string of `policy`, `run`, `setup`, `expect`
@@ -206,7 +231,7 @@ fn apply_oracle_ports(case: &mut Case, vars: &BTreeMap<String, String>) -> Resul
         return Err("oracle_ports: policy.network must be a port-rule map ({tcp_connect: [...], tcp_bind: [...]})".into());
     };
     let port = |kind: OracleKind| -> Result<u16, String> {
-        let var = variable_of(kind);
+        let var = variable_of(kind).unwrap_or("(no variable)");
         let v = vars
             .get(var)
             .ok_or_else(|| format!("oracle_ports: ${{{var}}} has no value for this case"))?;

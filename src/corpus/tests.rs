@@ -5,7 +5,7 @@ use super::*;
 use std::fs;
 
 /// A valid case, to which tests append or swap lines.
-const GOOD: &str = "\
+pub(super) const GOOD: &str = "\
 id: fs.read.ok
 summary: a listed file can be read
 tags: [filesystem]
@@ -15,7 +15,7 @@ expect:
   outcome: {exited: {code: 0}}
 ";
 
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+pub(super) fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     fs::create_dir_all(p.parent().unwrap()).unwrap();
     fs::write(&p, text).unwrap();
@@ -23,7 +23,7 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 }
 
 /// Loads `text` as one file; returns its problems as `LINE:COL: message`.
-fn problems(text: &str) -> Vec<String> {
+pub(super) fn problems(text: &str) -> Vec<String> {
     let tmp = tempfile::tempdir().unwrap();
     let f = write(tmp.path(), "case.yaml", text);
     let err = load(&f).expect_err("the case should be rejected");
@@ -36,7 +36,7 @@ fn problems(text: &str) -> Vec<String> {
         .collect()
 }
 
-fn only(text: &str) -> String {
+pub(super) fn only(text: &str) -> String {
     let mut p = problems(text);
     assert_eq!(p.len(), 1, "{p:#?}");
     p.remove(0)

@@ -6,7 +6,8 @@
 use std::collections::BTreeSet;
 
 use super::case::{
-    Case, Expect, IntMatcher, OracleKind, OracleMatcher, OutcomeMatcher, Run, Tag, TextMatcher,
+    Capability, Case, ControlDriver, Expect, IntMatcher, OracleKind, OracleMatcher, OutcomeMatcher,
+    Run, Tag, TextMatcher,
 };
 use super::locate::{Index, Pos};
 use super::matcher::AbiRequirement;
@@ -31,14 +32,30 @@ pub fn check(case: &Case, ix: &Index) -> Vec<Found> {
     v.requires(case);
     v.setup(case);
     v.policy(case);
-    v.run(&case.run);
     let listed: BTreeSet<OracleKind> = case.oracles.iter().copied().collect();
+    let caps = case.requires.capabilities.as_slice();
+    v.run(&case.run, "run", &listed, Some(caps));
+    if listed.contains(&OracleKind::Terminal) && !caps.contains(&Capability::Terminal) {
+        v.at(
+            "oracles",
+            "the terminal oracle needs a driver that can hand the command a terminal: add `terminal` to requires.capabilities",
+        );
+    }
     v.expect(&case.expect, "expect", &listed);
     if let Some(control) = &case.control {
         v.expect(&control.expect, "control.expect", &listed);
+        if let Some(run) = &control.run {
+            // A control under `none` needs nothing of the case's driver.
+            let caps = match control.driver {
+                Some(ControlDriver::None) => None,
+                None => Some(caps),
+            };
+            v.run(run, "control.run", &listed, caps);
+        }
     }
+    v.refs(case);
     v.oracle_ports(case, &listed);
-    v.templates(&listed);
+    v.templates(case, &listed);
     v.out.sort_by_key(|(pos, _)| *pos);
     v.out
 }
@@ -107,6 +124,42 @@ impl Checker<'_> {
                     &format!("requires.programs[{i}]"),
                     "program name must not be empty",
                 );
+            }
+        }
+        for (i, a) in case.requires.arch.iter().enumerate() {
+            if !ARCHES.contains(&a.as_str()) {
+                self.at_value(
+                    &format!("requires.arch[{i}]"),
+                    format!(
+                        "unknown architecture {a:?} (known, as `uname -m` names them: {})",
+                        ARCHES.join(", ")
+                    ),
+                );
+            }
+        }
+        for (name, value) in &case.requires.sysctl {
+            let path = format!("requires.sysctl.{name}");
+            if let Err(e) = check_sysctl_name(name) {
+                self.at(&path, e);
+            }
+            if value.trim().is_empty() {
+                self.at_value(
+                    &path,
+                    format!("sysctl {name} needs a value to compare with"),
+                );
+            }
+        }
+    }
+
+    fn refs(&mut self, case: &Case) {
+        let mut seen = BTreeSet::new();
+        for (i, r) in case.refs.iter().enumerate() {
+            let path = format!("refs[{i}]");
+            if let Err(e) = check_ref(r) {
+                self.at_value(&path, e);
+            }
+            if !seen.insert(r.as_str()) {
+                self.at_value(&path, format!("reference {r:?} is listed twice"));
             }
         }
     }
@@ -181,18 +234,27 @@ impl Checker<'_> {
         }
     }
 
-    fn run(&mut self, run: &Run) {
+    fn run(
+        &mut self,
+        run: &Run,
+        at: &str,
+        listed: &BTreeSet<OracleKind>,
+        caps: Option<&[Capability]>,
+    ) {
         match (&run.argv, &run.script) {
             (Some(argv), None) => {
                 if argv.is_empty() {
-                    self.at_value("run.argv", "run.argv must not be empty");
+                    self.at_value(
+                        &format!("{at}.argv"),
+                        format!("{at}.argv must not be empty"),
+                    );
                 }
             }
             (None, Some(script)) => {
                 if script.interpreter.is_empty() {
                     self.at_value(
-                        "run.script.interpreter",
-                        "run.script.interpreter must not be empty",
+                        &format!("{at}.script.interpreter"),
+                        format!("{at}.script.interpreter must not be empty"),
                     );
                 }
                 match (&script.body, &script.generated) {
@@ -200,18 +262,39 @@ impl Checker<'_> {
                     (None, Some(g)) => {
                         if g.filler.is_empty() {
                             self.at_value(
-                                "run.script.generated.filler",
+                                &format!("{at}.script.generated.filler"),
                                 "generated.filler must not be empty",
                             );
                         }
                     }
                     _ => self.at(
-                        "run.script",
-                        "run.script needs exactly one of `body` and `generated`",
+                        &format!("{at}.script"),
+                        format!("{at}.script needs exactly one of `body` and `generated`"),
                     ),
                 }
             }
-            _ => self.at("run", "run needs exactly one of `argv` and `script`"),
+            _ => self.at(at, format!("{at} needs exactly one of `argv` and `script`")),
+        }
+        if listed.contains(&OracleKind::Terminal) && run.stdin.is_some() {
+            self.at(
+                &format!("{at}.stdin"),
+                "with the terminal oracle the command's stdin is the terminal: drop `stdin`",
+            );
+        }
+        for (i, fd) in run.fds.iter().enumerate() {
+            let s = fd.path.as_str();
+            if !(s.starts_with('/') || s.starts_with("${")) {
+                self.at_value(
+                    &format!("{at}.fds[{i}].path"),
+                    format!("inherited fd path {s:?} must be absolute (or start with a template such as ${{SCRATCH}})"),
+                );
+            }
+        }
+        if !run.fds.is_empty() && caps.is_some_and(|c| !c.contains(&Capability::FdsInherit)) {
+            self.at(
+                &format!("{at}.fds"),
+                "inherited fds need a driver that can hand them over: add `fds.inherit` to requires.capabilities",
+            );
         }
     }
 
@@ -249,6 +332,33 @@ impl Checker<'_> {
                 }
             }
         }
+        if let Some(m) = &e.survivors {
+            self.int(&format!("{at}.survivors"), m);
+            if e.no_survivors {
+                self.at(
+                    &format!("{at}.survivors"),
+                    "`no_survivors: true` already says `survivors: 0`: use one of them",
+                );
+            }
+        }
+        if let Some(h) = &e.host {
+            for (p, mode) in &h.mode {
+                if let Err(e) = parse_mode(mode) {
+                    self.at_value(&format!("{at}.host.mode.{p}"), e);
+                }
+            }
+            for (p, owner) in &h.owner {
+                if owner.uid.is_none() && owner.gid.is_none() {
+                    self.at(
+                        &format!("{at}.host.owner.{p}"),
+                        "an owner matcher needs `uid`, `gid` or both",
+                    );
+                }
+            }
+            if let Some(m) = &h.objects_left {
+                self.int(&format!("{at}.host.objects_left"), m);
+            }
+        }
         for (kind, m) in &e.oracles {
             let path = format!("{at}.oracles.{}", oracle_name(*kind));
             if !listed.contains(kind) {
@@ -265,6 +375,12 @@ impl Checker<'_> {
     }
 
     fn oracle(&mut self, path: &str, kind: OracleKind, m: &OracleMatcher) {
+        if kind != OracleKind::Inbound && m.connected.is_some() {
+            self.at(
+                &format!("{path}.connected"),
+                "`connected` is for the inbound oracle",
+            );
+        }
         match kind {
             OracleKind::Victim => {
                 if m.received.is_some() {
@@ -275,6 +391,23 @@ impl Checker<'_> {
                 }
                 if m.alive.is_none() {
                     self.at(path, "the victim oracle needs `alive: true|false`");
+                }
+            }
+            OracleKind::Inbound => {
+                for (field, set) in [
+                    ("received", m.received.is_some()),
+                    ("alive", m.alive.is_some()),
+                ] {
+                    if set {
+                        self.at(
+                            &format!("{path}.{field}"),
+                            "the inbound oracle counts the connections it made: use `connected`",
+                        );
+                    }
+                }
+                match &m.connected {
+                    Some(c) => self.int(&format!("{path}.connected"), c),
+                    None => self.at(path, "the inbound oracle needs `connected`"),
                 }
             }
             _ => {
@@ -361,14 +494,21 @@ impl Checker<'_> {
     }
 
     /// Template references in every templated string: the name must exist,
-    /// and an oracle's variable needs that oracle listed.
-    fn templates(&mut self, listed: &BTreeSet<OracleKind>) {
+    /// an oracle's variable needs that oracle listed, and `${FD_i}` an
+    /// `i`-th entry in the `fds` of the run it is used with.
+    fn templates(&mut self, case: &Case, listed: &BTreeSet<OracleKind>) {
         let mut found = Vec::new();
+        let control_run = case.control.as_ref().and_then(|c| c.run.as_ref());
         for s in self.ix.scalars() {
             let top = s.path.split(['.', '[']).next().unwrap_or("");
             if !TEMPLATED.contains(&top) {
                 continue;
             }
+            let in_control = top == "control";
+            let fds = match (in_control, control_run) {
+                (true, Some(run)) => run.fds.len(),
+                _ => case.run.fds.len(),
+            };
             for r in template::references(&s.text) {
                 let message = match r.name.as_deref() {
                     None => {
@@ -380,6 +520,9 @@ impl Checker<'_> {
                             template::known_list()
                         )
                     }
+                    Some(n) if template::fd_index(n).is_some_and(|i| i >= fds) => format!(
+                        "${{{n}}} names an inherited fd the run does not have ({fds} in its `fds`)"
+                    ),
                     Some(n) => match template::oracle_of(n) {
                         Some(o) if !listed.contains(&o) => format!(
                             "${{{n}}} needs the {} oracle: add it to `oracles`",
@@ -392,6 +535,64 @@ impl Checker<'_> {
             }
         }
         self.out.extend(found);
+    }
+}
+
+/// Architectures `requires.arch` may name (`uname -m` spellings).
+pub const ARCHES: &[&str] = &[
+    "x86_64",
+    "i686",
+    "aarch64",
+    "armv7l",
+    "riscv64",
+    "s390x",
+    "ppc64le",
+    "ppc64",
+    "loongarch64",
+    "mips64",
+];
+
+/// A sysctl name as `sysctl(8)` writes it: dotted, e.g.
+/// `dev.tty.legacy_tiocsti` (read from /proc/sys/dev/tty/legacy_tiocsti).
+pub fn check_sysctl_name(name: &str) -> Result<(), String> {
+    let ok_part = |p: &str| {
+        !p.is_empty()
+            && p != ".."
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    };
+    if name.split('.').count() >= 2 && name.split('.').all(ok_part) {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid sysctl name {name:?}: use dotted parts of letters, digits, '_' and '-' (e.g. dev.tty.legacy_tiocsti)"
+        ))
+    }
+}
+
+/// A reference: a CVE id, a GitHub advisory id or an http(s) URL.
+pub fn check_ref(r: &str) -> Result<(), String> {
+    let digits = |s: &str, min: usize| s.len() >= min && s.bytes().all(|b| b.is_ascii_digit());
+    let cve = r
+        .strip_prefix("CVE-")
+        .and_then(|rest| rest.split_once('-'))
+        .is_some_and(|(year, n)| year.len() == 4 && digits(year, 4) && digits(n, 4));
+    let ghsa = r.strip_prefix("GHSA-").is_some_and(|rest| {
+        let parts: Vec<&str> = rest.split('-').collect();
+        parts.len() == 3
+            && parts
+                .iter()
+                .all(|p| p.len() == 4 && p.bytes().all(|b| b.is_ascii_alphanumeric()))
+    });
+    let url = (r.starts_with("https://") || r.starts_with("http://"))
+        && r.len() > "https://x".len()
+        && !r.chars().any(|c| c.is_whitespace() || c.is_control());
+    if cve || ghsa || url {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid reference {r:?}: use a CVE id (CVE-2017-5226), an advisory id (GHSA-xxxx-xxxx-xxxx) or an http(s) URL"
+        ))
     }
 }
 

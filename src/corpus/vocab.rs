@@ -44,6 +44,20 @@ pub const TAGS: &[Tag] = &[
     Tag::Escape,
     Tag::Environment,
     Tag::Output,
+    Tag::Terminal,
+    Tag::InheritedFds,
+    Tag::Sockets,
+    Tag::UnixSockets,
+    Tag::Links,
+    Tag::Metadata,
+    Tag::Ipc,
+    Tag::Namespaces,
+    Tag::Ptrace,
+    Tag::Signals,
+    Tag::TimeoutEvasion,
+    Tag::ExecBypass,
+    Tag::KernelSurface,
+    Tag::Flood,
 ];
 
 fn from_name<T: DeserializeOwned>(s: &str) -> Option<T> {

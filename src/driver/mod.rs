@@ -9,6 +9,7 @@
 //! a [`DriverFactory`].
 
 use std::collections::BTreeSet;
+use std::os::fd::{BorrowedFd, RawFd};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -124,6 +125,30 @@ pub enum Ping {
     Unsupported(String),
 }
 
+/// What the harness hands an in-process driver besides the request: open
+/// files, which cannot travel over the protocol.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Attach<'a> {
+    /// A terminal (the `terminal` oracle's pty): the command's stdin and
+    /// controlling terminal. Needs [`Capability::Terminal`].
+    pub terminal: Option<BorrowedFd<'a>>,
+    /// Files the command's caller holds open and inheritable when it starts
+    /// the command (`run.fds`), at these numbers in the harness (which the
+    /// case's `${FD_i}` name). Needs [`Capability::FdsInherit`].
+    pub fds: &'a [RawFd],
+    /// The run's cgroup (its `cgroup.procs`, open for writing): a driver
+    /// that spawns the command itself has it join before exec, so the
+    /// harness finds everything the run starts.
+    pub cgroup_procs: Option<RawFd>,
+}
+
+impl Attach<'_> {
+    /// Whether it carries anything only an in-process driver can take.
+    pub fn needs_in_process(&self) -> bool {
+        self.terminal.is_some() || !self.fds.is_empty()
+    }
+}
+
 /// A sandbox backend, as the harness sees it. One instance runs one case at
 /// a time; the harness makes one instance per worker.
 pub trait Driver: Send {
@@ -131,6 +156,29 @@ pub trait Driver: Send {
     fn hello(&mut self) -> Result<Hello, DriverError>;
     /// Runs one request; `watchdog` bounds the whole exchange.
     fn run(&mut self, req: &RunRequest, watchdog: Duration) -> Result<RunOutput, DriverError>;
+    /// Runs one request with files attached (see [`Attach`]). Drivers that
+    /// cannot take them keep this default, which refuses a terminal or
+    /// inherited fds and ignores the cgroup (the harness tracks an external
+    /// driver's processes through [`Driver::pid`]).
+    fn run_attached(
+        &mut self,
+        req: &RunRequest,
+        attach: &Attach<'_>,
+        watchdog: Duration,
+    ) -> Result<RunOutput, DriverError> {
+        if attach.needs_in_process() {
+            return Err(DriverError::Reported {
+                driver: self.hello().map(|h| h.name).unwrap_or_default(),
+                message: "this driver cannot hand the command a terminal or inherited fds".into(),
+            });
+        }
+        self.run(req, watchdog)
+    }
+    /// The driver's own process, for an external driver: the harness moves
+    /// it into the run's cgroup for a run and watches its process tree.
+    fn pid(&self) -> Option<u32> {
+        None
+    }
     /// A no-op request the driver answers without running anything; timed
     /// by `sandspec bench` to subtract the protocol's round trip. In-process
     /// drivers keep this default.

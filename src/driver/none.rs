@@ -3,6 +3,12 @@
 //! restricts nothing. It claims every capability on purpose: a case tagged
 //! `isolation` that passes under `none` cannot fail, which is a defect in
 //! the case.
+//!
+//! Attached files ([`Attach`]) are handed over as a plain caller would: a
+//! terminal becomes the command's stdin and controlling terminal (a new
+//! session, as an interactive shell gives a job its terminal), inherited
+//! fds stay open across exec, and the command joins the run's cgroup
+//! before exec so that the harness finds all it starts.
 
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::AsFd;
@@ -15,7 +21,7 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags};
 
 use super::child::kill_group;
-use super::{Driver, DriverError, DriverFactory, Hello, RunRequest};
+use super::{Attach, Driver, DriverError, DriverFactory, Hello, RunRequest};
 use crate::corpus::case::SimulatedLandlock;
 use crate::policy::{
     Outcome, Program, RunOutput, SetupErrorKind, DEFAULT_OUTPUT_BYTES, DEFAULT_PATH,
@@ -67,13 +73,23 @@ impl Driver for NoneDriver {
     }
 
     fn run(&mut self, req: &RunRequest, watchdog: Duration) -> Result<RunOutput, DriverError> {
-        run_plain(req, watchdog, self.simulate.as_ref())
+        run_plain(req, &Attach::default(), watchdog, self.simulate.as_ref())
+    }
+
+    fn run_attached(
+        &mut self,
+        req: &RunRequest,
+        attach: &Attach<'_>,
+        watchdog: Duration,
+    ) -> Result<RunOutput, DriverError> {
+        run_plain(req, attach, watchdog, self.simulate.as_ref())
     }
 }
 
 /// Spawns the request's command with no restriction and collects its output.
 fn run_plain(
     req: &RunRequest,
+    attach: &Attach<'_>,
     watchdog: Duration,
     simulate: Option<&Arc<NoLandlock>>,
 ) -> Result<RunOutput, DriverError> {
@@ -115,10 +131,54 @@ fn run_plain(
             Stdio::null()
         } else {
             Stdio::piped()
-        })
-        .process_group(0);
+        });
+    if let Some(tty) = attach.terminal {
+        let tty = match tty.try_clone_to_owned() {
+            Ok(t) => t,
+            Err(e) => {
+                return Ok(RunOutput::setup_error(
+                    SetupErrorKind::SpawnFailed,
+                    format!("failed to hand the command its terminal: {e}"),
+                ))
+            }
+        };
+        cmd.stdin(Stdio::from(tty));
+    } else {
+        cmd.process_group(0);
+    }
     if !policy.env.contains_key("PATH") {
         cmd.env("PATH", DEFAULT_PATH);
+    }
+    let session = attach.terminal.is_some();
+    let inherit: Vec<i32> = attach.fds.to_vec();
+    let cgroup = attach.cgroup_procs;
+    // SAFETY: only system calls run in the child (setsid, ioctl, fcntl,
+    // write), on plain integers and a static buffer, as pre_exec requires.
+    unsafe {
+        cmd.pre_exec(move || {
+            let check = |r: libc::c_int| {
+                if r < 0 {
+                    Err(std::io::Error::last_os_error())
+                } else {
+                    Ok(())
+                }
+            };
+            if let Some(fd) = cgroup {
+                // Writing "0" moves the writer itself.
+                let r = libc::write(fd, b"0".as_ptr().cast(), 1);
+                check(if r == 1 { 0 } else { -1 })?;
+            }
+            if session {
+                // Its own session, with the terminal (already its stdin) as
+                // the controlling terminal.
+                check(libc::setsid())?;
+                check(libc::ioctl(0, libc::TIOCSCTTY, 0))?;
+            }
+            for &fd in &inherit {
+                check(libc::fcntl(fd, libc::F_SETFD, 0))?;
+            }
+            Ok(())
+        });
     }
     if let Some(filter) = simulate {
         let filter = Arc::clone(filter);
@@ -129,7 +189,13 @@ fn run_plain(
         }
     }
     let start = Instant::now();
-    let child = match cmd.spawn() {
+    let spawned = cmd.spawn();
+    // Never taken for an orphan by a concurrent run's sweep.
+    let _own = spawned
+        .as_ref()
+        .ok()
+        .map(|c| crate::oracle::tracker::own_child(c.id()));
+    let child = match spawned {
         Ok(c) => c,
         Err(e) => {
             return Ok(RunOutput::setup_error(

@@ -361,6 +361,10 @@ impl ProcessDriver {
 }
 
 impl Driver for ProcessDriver {
+    fn pid(&self) -> Option<u32> {
+        Some(self.child.id())
+    }
+
     fn hello(&mut self) -> Result<Hello, DriverError> {
         if let Some(h) = &self.hello {
             return Ok(h.clone());

@@ -30,6 +30,10 @@ use crate::policy::{Command, Policy, RunOutput};
 /// The protocol version this harness speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
 
+/// Capabilities that need file descriptors handed to the driver, which the
+/// protocol cannot do.
+pub const IN_PROCESS_ONLY: &[Capability] = &[Capability::Terminal, Capability::FdsInherit];
+
 /// Longest line accepted from a driver (a result carries both output
 /// streams, base64-encoded, each up to the policy's output cap).
 pub const MAX_LINE_BYTES: usize = 128 << 20;
@@ -237,6 +241,13 @@ fn parse_hello(obj: Map<String, Value>) -> Result<Hello, String> {
     for c in caps {
         let cap: Capability = serde_json::from_value(c.clone())
             .map_err(|_| format!("claims an unknown capability {c}"))?;
+        if IN_PROCESS_ONLY.contains(&cap) {
+            return Err(format!(
+                "claims capability {c}, which only an in-process driver can have: protocol \
+                 version {PROTOCOL_VERSION} passes no file descriptors, so the harness cannot \
+                 hand an external driver a terminal or inherited fds"
+            ));
+        }
         capabilities.insert(cap);
     }
     let requires_landlock_abi = match obj.get("requires_landlock_abi") {
@@ -319,6 +330,20 @@ pub fn line<T: Serialize>(msg: &T) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_external_driver_cannot_claim_what_needs_fds_handed_over() {
+        for cap in ["terminal", "fds.inherit"] {
+            let line = format!(
+                r#"{{"type":"hello","protocol":1,"driver":{{"name":"x","version":"1"}},"capabilities":["fs.read","{cap}"]}}"#
+            );
+            let e = parse_reply(line.as_bytes()).unwrap_err();
+            assert!(
+                e.contains(cap) && e.contains("only an in-process driver"),
+                "{e}"
+            );
+        }
+    }
 
     #[test]
     fn a_hello_with_the_wrong_version_names_both_versions() {

@@ -46,6 +46,8 @@ pub fn all_capabilities() -> BTreeSet<Capability> {
         Stdin,
         Env,
         Cwd,
+        Terminal,
+        FdsInherit,
     ];
     // A new capability must be added above: this match stops compiling.
     for c in all {
@@ -69,7 +71,9 @@ pub fn all_capabilities() -> BTreeSet<Capability> {
             | Script
             | Stdin
             | Env
-            | Cwd => {}
+            | Cwd
+            | Terminal
+            | FdsInherit => {}
         }
     }
     all.into_iter().collect()
@@ -77,10 +81,15 @@ pub fn all_capabilities() -> BTreeSet<Capability> {
 
 /// The reference sandbox's handshake.
 pub fn hello() -> Hello {
+    let mut capabilities = all_capabilities();
+    // The sandbox's API takes no terminal for the command (its stdio is
+    // pipes, or the caller's own fds 0-2), so a harness pty cannot be
+    // handed over in process.
+    capabilities.remove(&Capability::Terminal);
     Hello {
         name: BACKEND_NAME.into(),
         version: env!("CARGO_PKG_VERSION").into(),
-        capabilities: all_capabilities(),
+        capabilities,
         // Landlock is the file and TCP enforcement: without it the sandbox
         // refuses every run (landlock_unavailable / landlock_disabled).
         requires_landlock_abi: Some(1),
@@ -137,6 +146,14 @@ impl DriverFactory for ReferenceFactory {
     }
 }
 
+/// Makes `fds` close-on-exec again.
+fn restore(fds: &[i32]) {
+    for &fd in fds {
+        // SAFETY: fcntl on a descriptor the caller holds open.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+}
+
 /// The in-process reference sandbox.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ReferenceDriver {
@@ -165,6 +182,45 @@ impl Driver for ReferenceDriver {
             h.name = format!("{BACKEND_NAME} (mutant {m})");
         }
         Ok(h)
+    }
+
+    /// Inherited fds are held open and inheritable by the harness (the
+    /// sandbox's caller) for the whole call, as a careless caller would
+    /// leak them: whatever the sandbox does not close reaches the command.
+    /// (Other spawns of the harness in that window inherit them too: the
+    /// short-lived plain spawns of other runs, which use no such number.)
+    fn run_attached(
+        &mut self,
+        req: &RunRequest,
+        attach: &super::Attach<'_>,
+        watchdog: Duration,
+    ) -> Result<RunOutput, DriverError> {
+        if attach.terminal.is_some() {
+            return Err(DriverError::Reported {
+                driver: "reference".into(),
+                message: "the in-process reference sandbox cannot take a terminal".into(),
+            });
+        }
+        let mut cleared = Vec::new();
+        for &fd in attach.fds {
+            // SAFETY: fcntl on a descriptor the harness holds open for the
+            // whole call; flags are plain integers.
+            let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+            // SAFETY: as above.
+            if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) } < 0
+            {
+                let e = std::io::Error::last_os_error();
+                restore(&cleared);
+                return Err(DriverError::Reported {
+                    driver: "reference".into(),
+                    message: format!("failed to make fd {fd} inheritable: {e}"),
+                });
+            }
+            cleared.push(fd);
+        }
+        let r = self.run(req, watchdog);
+        restore(&cleared);
+        r
     }
 
     fn run(&mut self, req: &RunRequest, watchdog: Duration) -> Result<RunOutput, DriverError> {

@@ -7,9 +7,12 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
+use super::observed;
 use crate::corpus::case::{
     Expect, HostMatcher, IntMatcher, OracleKind, OutcomeMatcher, ProbeMatcher, TextMatcher,
 };
+use crate::oracle::objects::Object;
+use crate::oracle::tracker::Survivor;
 use crate::oracle::Observations;
 use crate::policy::{Outcome, RunOutput};
 
@@ -22,9 +25,11 @@ pub struct Observation<'a> {
     pub oracles: &'a Observations,
     /// The probe's report, if it printed one.
     pub probe: Option<&'a ProbeReport>,
-    /// Host pids of processes started from this run's probe still alive
-    /// after the run (`crate::oracle::processes_naming`).
-    pub survivors: &'a [i32],
+    /// Processes the run left alive (`crate::oracle::tracker`).
+    pub survivors: &'a [Survivor],
+    /// The kernel objects the run left behind, when the case asked
+    /// (`expect.host.objects_left`); `Err` when they could not be listed.
+    pub objects_left: Option<&'a Result<Vec<Object>, String>>,
 }
 
 /// The probe's one-line JSON report.
@@ -84,26 +89,22 @@ pub fn evaluate(expect: &Expect, obs: &Observation<'_>) -> Result<(), String> {
     }
     if let Some(h) = &expect.host {
         check_host(h)?;
-    }
-    if expect.no_survivors {
-        match obs.probe.and_then(ProbeReport::pids) {
-            None => {
-                return Err(format!(
-                    "expected no survivors, but the probe reported no pids: nothing shows \
-                     it started the processes to look for{}",
-                    output_context(out)
-                ))
-            }
-            Some(_) if !obs.survivors.is_empty() => {
-                return Err(format!(
-                    "expected no survivors, but processes started from the probe were still \
-                     alive after the run (host pids {:?})",
-                    obs.survivors
-                ))
-            }
-            Some(_) => {}
+        observed::check_metadata(h)?;
+        if let Some(m) = &h.objects_left {
+            let unlisted = Err("the harness did not list them".to_string());
+            observed::check_objects(m, obs.objects_left.unwrap_or(&unlisted))?;
         }
     }
+    observed::check_survivors(expect, obs.survivors, obs.probe).map_err(|e| {
+        format!(
+            "{e}{}",
+            if e.contains("no pids") {
+                output_context(out)
+            } else {
+                String::new()
+            }
+        )
+    })?;
     if let Some(want) = &expect.filtered_paths {
         let mut want: Vec<&str> = want.iter().map(String::as_str).collect();
         let got_owned: Vec<String> = out
@@ -262,6 +263,9 @@ fn check_oracle(
     obs: &Observations,
 ) -> Result<(), String> {
     let name = crate::corpus::vocab::oracle_name(kind);
+    if let Some(im) = &m.connected {
+        observed::check_inbound(im, obs)?;
+    }
     if let Some(im) = &m.received {
         let Some(n) = obs.received.get(&kind) else {
             return Err(format!(
@@ -272,8 +276,9 @@ fn check_oracle(
         let n = i64::try_from(*n).unwrap_or(i64::MAX);
         if !int_matches(im, n)? {
             return Err(format!(
-                "expected oracle {name} to receive {}, it received {n}",
-                im
+                "expected oracle {name} to receive {}, it received {n}{}",
+                im,
+                observed::oracle_detail(kind, obs)
             ));
         }
     }
@@ -414,13 +419,22 @@ mod tests {
         survivors: &[i32],
     ) -> Result<(), String> {
         let probe = ProbeReport::find(out);
+        let survivors: Vec<Survivor> = survivors
+            .iter()
+            .map(|&pid| Survivor {
+                pid,
+                comm: "x".into(),
+                found_by: vec![crate::oracle::tracker::FoundBy::Cgroup],
+            })
+            .collect();
         evaluate(
             e,
             &Observation {
                 output: out,
                 oracles,
                 probe: probe.as_ref(),
-                survivors,
+                survivors: &survivors,
+                objects_left: None,
             },
         )
     }
@@ -511,6 +525,7 @@ mod tests {
         let m = OracleMatcher {
             received: None,
             alive: Some(true),
+            connected: None,
         };
         assert!(check_oracle(OracleKind::Victim, &m, &obs).is_err());
     }
@@ -526,7 +541,7 @@ mod tests {
         );
         assert_eq!(eval(&e, &reported, &obs, &[]), Ok(()));
         let why = eval(&e, &reported, &obs, &[11]).unwrap_err();
-        assert!(why.contains("[11]"), "{why}");
+        assert!(why.contains("11 (x, by cgroup)"), "{why}");
         let silent = output(Outcome::Timeout, "", "");
         assert!(eval(&e, &silent, &obs, &[])
             .unwrap_err()

@@ -131,6 +131,9 @@ mod tests {
             control_outcome: None,
             expected_failure: None,
             kept: vec![],
+            survivors: vec![],
+            control_survivors: vec![],
+            refs: vec![],
         }
     }
 

@@ -18,6 +18,9 @@
 
 pub mod evaluate;
 pub mod expectations;
+pub mod host_requires;
+pub mod observe;
+pub mod observed;
 pub mod pool;
 pub mod report;
 pub mod requirements;

@@ -75,6 +75,9 @@ impl Harness {
                         control_outcome: None,
                         expected_failure: None,
                         kept: Vec::new(),
+                        survivors: Vec::new(),
+                        control_survivors: Vec::new(),
+                        refs: lc.case.refs.clone(),
                     };
                     if let Some(x) = expectations {
                         x.apply(&mut r);

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use super::host_requires;
 use crate::corpus::case::Requires;
 use crate::corpus::matcher::AbiRequirement;
 use crate::corpus::vocab::capability_name;
@@ -17,6 +18,8 @@ pub struct HostFacts {
     pub landlock: LandlockSupport,
     /// The harness's effective uid.
     pub euid: u32,
+    /// The machine, as `uname -m` names it.
+    pub machine: &'static str,
 }
 
 impl HostFacts {
@@ -25,6 +28,7 @@ impl HostFacts {
         HostFacts {
             landlock: crate::kernel::landlock(),
             euid: nix::unistd::geteuid().as_raw(),
+            machine: host_requires::machine(),
         }
     }
 }
@@ -89,6 +93,11 @@ pub fn check(req: &Requires, hello: &Hello, host: &HostFacts) -> Result<(), Stri
         }
         _ => {}
     }
+    unmet.extend(host_requires::arch_unmet(&req.arch, host.machine));
+    unmet.extend(host_requires::sysctl_unmet(
+        &req.sysctl,
+        host_requires::read_sysctl,
+    ));
     if unmet.is_empty() {
         Ok(())
     } else {
@@ -126,7 +135,11 @@ mod tests {
     use std::collections::BTreeSet;
 
     fn host(landlock: LandlockSupport, euid: u32) -> HostFacts {
-        HostFacts { landlock, euid }
+        HostFacts {
+            landlock,
+            euid,
+            machine: "x86_64",
+        }
     }
 
     fn hello(caps: &[Capability], requires_landlock_abi: Option<u32>) -> Hello {
@@ -159,6 +172,8 @@ mod tests {
             programs: vec!["sandspec-no-such-program".into(), "sh".into()],
             root: Some(false),
             backend_requires_landlock: None,
+            arch: vec!["aarch64".into()],
+            sysctl: [("kernel.sandspec_missing".to_string(), "1".to_string())].into(),
         };
         let h = hello(&[Capability::NetDeny], None);
         let why = check(&req, &h, &host(LandlockSupport::Abi(7), 0)).unwrap_err();
@@ -168,6 +183,8 @@ mod tests {
         assert!(why.contains("sandspec-no-such-program"), "{why}");
         assert!(!why.contains("needs sh "), "{why}");
         assert!(why.contains("non-root"), "{why}");
+        assert!(why.contains("needs architecture aarch64"), "{why}");
+        assert!(why.contains("no sysctl kernel.sandspec_missing"), "{why}");
     }
 
     #[test]
@@ -178,6 +195,8 @@ mod tests {
             programs: vec!["sh".into()],
             root: None,
             backend_requires_landlock: None,
+            arch: vec!["x86_64".into(), "aarch64".into()],
+            sysctl: [("kernel.ostype".to_string(), "Linux".to_string())].into(),
         };
         let h = hello(&[Capability::FsRead], Some(1));
         assert_eq!(
@@ -193,6 +212,7 @@ mod tests {
             programs: vec![],
             root: None,
             backend_requires_landlock: backend_requires_landlock.then_some(true),
+            ..Default::default()
         }
     }
 

@@ -7,15 +7,19 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::evaluate::{evaluate, Observation, ProbeReport};
+use super::observe::{InheritedFds, Observers};
+use super::observed::list_survivors;
 use super::requirements::{self, HostFacts};
 use super::slot::DriverSlot;
 use super::status::{CaseResult, Status};
-use crate::corpus::case::{Case, Expect};
+use crate::corpus::case::{Case, ControlDriver, Expect};
 use crate::corpus::setup::{command, materialize};
-use crate::corpus::template::expand;
+use crate::corpus::template::{expand, fd_variable};
 use crate::corpus::LoadedCase;
-use crate::driver::{DriverError, RunRequest};
-use crate::oracle::{outliving, processes_naming, Oracles, DYING_GRACE};
+use crate::driver::none::NoneFactory;
+use crate::driver::{Driver, DriverError, DriverFactory, RunRequest};
+use crate::oracle::tracker::{own_child, Survivor, Tracking};
+use crate::oracle::{Oracles, DYING_GRACE};
 use crate::policy::{Outcome, Policy, RunOutput};
 
 /// How the harness runs cases.
@@ -135,11 +139,13 @@ struct PhaseRun {
     outcome: Outcome,
     verdict: Result<(), String>,
     kept: Option<PathBuf>,
+    survivors: Vec<Survivor>,
 }
 
 enum PhaseError {
-    /// The driver broke: ERROR, and the instance is restarted.
-    Driver(DriverError),
+    /// The driver broke: ERROR, and the instance is restarted. What the
+    /// run left alive was still found and killed.
+    Driver(DriverError, Vec<Survivor>),
     /// The harness could not prepare or check the run: ERROR.
     Harness(String),
 }
@@ -154,6 +160,9 @@ impl Harness {
             .build()?;
         let mut probe_exec = vec![config.probe.clone()];
         probe_exec.extend(crate::sandbox::elf_interpreter(&config.probe));
+        // A child subreaper from here on, with a cgroup per run where one
+        // can be made (see `crate::oracle::tracker`).
+        Tracking::get();
         Ok(Harness {
             config,
             host: HostFacts::probe(),
@@ -187,6 +196,9 @@ impl Harness {
             control_outcome: None,
             expected_failure: None,
             kept: Vec::new(),
+            survivors: Vec::new(),
+            control_survivors: Vec::new(),
+            refs: case.refs.clone(),
         };
         let done = |mut r: CaseResult, status: Status, reason: Option<String>| {
             r.status = status;
@@ -214,12 +226,25 @@ impl Harness {
                 Phase::Control => "control run: ",
             };
             match self.run_phase(case, phase, slot) {
-                Err(PhaseError::Driver(e)) => {
+                Err(PhaseError::Driver(e, survivors)) => {
+                    let left = if survivors.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            "; the run left {} process(es) alive (killed now): {}",
+                            survivors.len(),
+                            list_survivors(&survivors)
+                        )
+                    };
+                    match phase {
+                        Phase::Main => r.survivors = survivors,
+                        Phase::Control => r.control_survivors = survivors,
+                    }
                     return done(
                         r,
                         Status::Error,
-                        Some(format!("{label}{e} (case {})", case.id)),
-                    )
+                        Some(format!("{label}{e} (case {}){left}", case.id)),
+                    );
                 }
                 Err(PhaseError::Harness(why)) => {
                     return done(
@@ -230,8 +255,14 @@ impl Harness {
                 }
                 Ok(run) => {
                     match phase {
-                        Phase::Main => r.outcome = Some(run.outcome),
-                        Phase::Control => r.control_outcome = Some(run.outcome),
+                        Phase::Main => {
+                            r.outcome = Some(run.outcome);
+                            r.survivors = run.survivors;
+                        }
+                        Phase::Control => {
+                            r.control_outcome = Some(run.outcome);
+                            r.control_survivors = run.survivors;
+                        }
                     }
                     r.kept.extend(run.kept);
                     if let Err(why) = run.verdict {
@@ -283,14 +314,34 @@ impl Harness {
             scratch.path().to_string_lossy().into_owned(),
         );
         vars.insert("PROBE".into(), probe_link.to_string_lossy().into_owned());
+        let control = match (phase, &case.control) {
+            (Phase::Main, _) => None,
+            (Phase::Control, Some(c)) => Some(c),
+            (Phase::Control, None) => {
+                oracles.finish();
+                return Err(PhaseError::Harness("the case has no control".into()));
+            }
+        };
+        // The run of this phase: the control's own, or the case's.
+        let run_spec = control.and_then(|c| c.run.as_ref()).unwrap_or(&case.run);
         let prepared = (|| {
+            let mut fds = InheritedFds::reserve(run_spec.fds.len())
+                .map_err(h("reserve the inherited fds"))?;
+            for (i, n) in fds.numbers().into_iter().enumerate() {
+                vars.insert(fd_variable(i), n.to_string());
+            }
             let x = expand(case, &vars).map_err(h("expand the case's templates"))?;
             materialize(&x.setup, scratch.path())
                 .map_err(|e| h("create the case's files")(e.to_string()))?;
-            let cmd = command(&x.run).map_err(h("build the command"))?;
-            Ok::<_, PhaseError>((x, cmd))
+            let run = match &x.control {
+                Some(c) if phase == Phase::Control => c.run.as_ref().unwrap_or(&x.run),
+                _ => &x.run,
+            };
+            let cmd = command(run).map_err(h("build the command"))?;
+            fds.open(&run.fds).map_err(h("open the inherited fds"))?;
+            Ok::<_, PhaseError>((x, cmd, fds))
         })();
-        let (x, cmd) = match prepared {
+        let (x, cmd, fds) = match prepared {
             Ok(p) => p,
             Err(e) => {
                 oracles.finish();
@@ -298,7 +349,6 @@ impl Harness {
             }
         };
         let (mut policy, expect, simulate): (Policy, &Expect, _) = match (phase, &x.control) {
-            (Phase::Main, _) => (x.policy.clone(), &x.expect, case.simulate.clone()),
             (Phase::Control, Some(c)) => (
                 c.policy.apply(&x.policy),
                 &c.expect,
@@ -308,10 +358,7 @@ impl Harness {
                     case.simulate.clone()
                 },
             ),
-            (Phase::Control, None) => {
-                oracles.finish();
-                return Err(PhaseError::Harness("the case has no control".into()));
-            }
+            _ => (x.policy.clone(), &x.expect, case.simulate.clone()),
         };
         // The link's directory too, for backends that build a filesystem
         // view from the policy's paths (Landlock checks the probe itself).
@@ -331,34 +378,67 @@ impl Harness {
             policy,
             command: cmd,
         };
-        let result: Result<RunOutput, DriverError> = match &simulate {
-            None => slot.run(&req, watchdog),
-            Some(sim) => slot.factory().spawn(Some(sim.landlock)).and_then(|mut d| {
+        let mut observers = Observers::start(probe_dir.path(), expect);
+        let fd_numbers = fds.numbers();
+        let unsandboxed = control.and_then(|c| c.driver) == Some(ControlDriver::None);
+        // A driver of its own for this run: `none` for an unsandboxed
+        // control, a fresh backend on a simulated kernel; else the slot's.
+        let own_driver: Option<Result<Box<dyn Driver>, DriverError>> = if unsandboxed {
+            Some(NoneFactory.spawn(simulate.as_ref().map(|s| s.landlock)))
+        } else {
+            simulate
+                .as_ref()
+                .map(|sim| slot.factory().spawn(Some(sim.landlock)))
+        };
+        let result: Result<RunOutput, DriverError> = match own_driver {
+            None => match slot.pid() {
+                Err(e) => Err(e),
+                Ok(pid) => {
+                    observers.attach_driver(pid);
+                    match observers.start_inbound(&case.oracles) {
+                        Err(e) => Err(DriverError::Reported {
+                            driver: "harness".into(),
+                            message: e,
+                        }),
+                        Ok(()) => {
+                            let attach = observers.attach(&oracles, &fd_numbers);
+                            slot.run_attached(&req, &attach, watchdog)
+                        }
+                    }
+                }
+            },
+            Some(spawned) => spawned.and_then(|mut d| {
+                let _own = d.pid().map(own_child);
                 d.hello()?;
-                d.run(&req, watchdog)
+                observers.attach_driver(d.pid());
+                observers
+                    .start_inbound(&case.oracles)
+                    .map_err(|e| DriverError::Reported {
+                        driver: "harness".into(),
+                        message: e,
+                    })?;
+                let attach = observers.attach(&oracles, &fd_numbers);
+                d.run_attached(&req, &attach, watchdog)
             }),
         };
-        let seen = oracles.finish();
-        let output = result.map_err(PhaseError::Driver)?;
+        drop(fds);
+        let mut seen = oracles.finish();
+        // A process the backend is still killing is given a moment to go;
+        // every other survivor is listed, killed and reaped.
+        let observed = observers.finish(&mut seen, DYING_GRACE);
+        let output = match result {
+            Ok(o) => o,
+            Err(e) => return Err(PhaseError::Driver(e, observed.survivors)),
+        };
         let probe = ProbeReport::find(&output);
-        // A process the backend is still killing is given a moment to go.
-        let alive = outliving(processes_naming(probe_dir.path()), DYING_GRACE);
-        // Survivors are a failure, and then litter: remove them (only these:
-        // pids a probe reports from inside a pid namespace are not the
-        // host's, and must never be signalled).
-        for pid in &alive {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(*pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
         let verdict = evaluate(
             expect,
             &Observation {
                 output: &output,
                 oracles: &seen,
                 probe: probe.as_ref(),
-                survivors: &alive,
+                survivors: &observed.survivors,
+                objects_left: observed.objects_left.as_ref(),
             },
         );
         let kept = if self.config.keep {
@@ -370,6 +450,7 @@ impl Harness {
             outcome: output.outcome,
             verdict,
             kept,
+            survivors: observed.survivors,
         })
     }
 }

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use crate::driver::{Driver, DriverError, DriverFactory, Hello, RunRequest};
+use crate::driver::{Attach, Driver, DriverError, DriverFactory, Hello, RunRequest};
+use crate::oracle::tracker::{own_child, OwnChild};
 use crate::policy::RunOutput;
 
 /// One worker's driver. A fault (anything but the driver's own `error`
@@ -11,6 +12,8 @@ use crate::policy::RunOutput;
 pub struct DriverSlot<'f> {
     factory: &'f dyn DriverFactory,
     live: Option<(Box<dyn Driver>, Hello)>,
+    /// The live instance's process, registered as the harness's own.
+    own: Option<OwnChild>,
     seq: u64,
     restarts: u64,
 }
@@ -21,6 +24,7 @@ impl<'f> DriverSlot<'f> {
         DriverSlot {
             factory,
             live: None,
+            own: None,
             seq: 0,
             restarts: 0,
         }
@@ -39,6 +43,7 @@ impl<'f> DriverSlot<'f> {
     fn live(&mut self) -> Result<&mut (Box<dyn Driver>, Hello), DriverError> {
         if self.live.is_none() {
             let mut d = self.factory.spawn(None)?;
+            self.own = d.pid().map(own_child);
             let h = d.hello()?;
             self.live = Some((d, h));
         }
@@ -56,7 +61,24 @@ impl<'f> DriverSlot<'f> {
 
     /// Runs `req` on the live instance; a fault discards it.
     pub fn run(&mut self, req: &RunRequest, watchdog: Duration) -> Result<RunOutput, DriverError> {
-        let r = self.live()?.0.run(req, watchdog);
+        self.run_attached(req, &Attach::default(), watchdog)
+    }
+
+    /// The live instance's process (external drivers), starting one if
+    /// needed.
+    pub fn pid(&mut self) -> Result<Option<u32>, DriverError> {
+        Ok(self.live()?.0.pid())
+    }
+
+    /// Runs `req` with files attached on the live instance; a fault
+    /// discards it.
+    pub fn run_attached(
+        &mut self,
+        req: &RunRequest,
+        attach: &Attach<'_>,
+        watchdog: Duration,
+    ) -> Result<RunOutput, DriverError> {
+        let r = self.live()?.0.run_attached(req, attach, watchdog);
         if let Err(e) = &r {
             if !matches!(e, DriverError::Reported { .. }) {
                 self.discard();
@@ -67,7 +89,12 @@ impl<'f> DriverSlot<'f> {
 
     /// Stops the live instance (if any); the next use starts a new one.
     pub fn discard(&mut self) {
-        if self.live.take().is_some() {
+        let gone = self.live.take();
+        let had = gone.is_some();
+        // Killed and reaped first, then no longer the harness's own.
+        drop(gone);
+        self.own = None;
+        if had {
             self.restarts += 1;
         }
     }

@@ -96,6 +96,12 @@ pub struct CaseResult {
     pub expected_failure: Option<String>,
     /// Scratch directories kept by `--keep`.
     pub kept: Vec<PathBuf>,
+    /// Processes the run under test left alive (killed since).
+    pub survivors: Vec<crate::oracle::tracker::Survivor>,
+    /// Processes the control run left alive (killed since).
+    pub control_survivors: Vec<crate::oracle::tracker::Survivor>,
+    /// The case's upstream references (`refs:`).
+    pub refs: Vec<String>,
 }
 
 /// Counts per status.

@@ -19,7 +19,8 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::linux::net::SocketAddrExt;
-use std::os::unix::net::UnixListener;
+use std::os::unix::net::{UnixDatagram, UnixListener};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -42,12 +43,17 @@ pub enum Role {
     Dns,
     /// Accept connections on an abstract unix socket, close them, count them.
     Unix,
+    /// Accept connections on a pathname unix socket, close them, count them.
+    UnixPath,
+    /// Count datagrams on a pathname unix datagram socket.
+    UnixDgram,
 }
 
 enum Socket {
     Tcp(TcpListener),
     Udp(UdpSocket),
     Unix(UnixListener),
+    UnixDgram(UnixDatagram),
 }
 
 impl AsRawFd for Socket {
@@ -56,6 +62,7 @@ impl AsRawFd for Socket {
             Socket::Tcp(s) => s.as_raw_fd(),
             Socket::Udp(s) => s.as_raw_fd(),
             Socket::Unix(s) => s.as_raw_fd(),
+            Socket::UnixDgram(s) => s.as_raw_fd(),
         }
     }
 }
@@ -99,6 +106,7 @@ impl Shared {
                     drop(conn);
                     st.count += 1;
                 }),
+                Socket::UnixDgram(s) => s.recv(&mut buf).map(|_| st.count += 1),
             };
             match result {
                 Ok(()) => {}
@@ -122,7 +130,7 @@ impl Shared {
                     let _ = s.send_to(&dns::answer(&q), from);
                 }
             }
-            Role::Udp | Role::Tcp | Role::Unix => st.count += 1,
+            Role::Udp | Role::Tcp | Role::Unix | Role::UnixPath | Role::UnixDgram => st.count += 1,
         }
     }
 }
@@ -150,11 +158,36 @@ impl Listener {
     /// must have its I/O driver enabled (as every runtime built with
     /// `enable_all` has).
     pub fn start(role: Role, rt: &Handle) -> io::Result<Listener> {
+        Self::start_at(role, None, rt)
+    }
+
+    /// As [`Listener::start`]; the pathname roles bind `path`, which is
+    /// made accessible to every user (mode 0777): the sandbox, not the
+    /// file's mode, must be what keeps a command out.
+    pub fn start_at(role: Role, path: Option<&Path>, rt: &Handle) -> io::Result<Listener> {
         let any = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
         let mut name = None;
+        let need_path =
+            || path.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no socket path"));
+        let open_up = |p: &Path| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o777))
+        };
         let socket = match role {
             Role::Tcp => Socket::Tcp(TcpListener::bind(any)?),
             Role::Udp | Role::Dns => Socket::Udp(UdpSocket::bind(any)?),
+            Role::UnixPath => {
+                let p = need_path()?;
+                let l = UnixListener::bind(p)?;
+                open_up(p)?;
+                Socket::Unix(l)
+            }
+            Role::UnixDgram => {
+                let p = need_path()?;
+                let s = UnixDatagram::bind(p)?;
+                open_up(p)?;
+                Socket::UnixDgram(s)
+            }
             Role::Unix => {
                 let n = format!(
                     "sandspec-oracle-{}-{}",
@@ -176,6 +209,10 @@ impl Listener {
                 s.local_addr()?.port()
             }
             Socket::Unix(s) => {
+                s.set_nonblocking(true)?;
+                0
+            }
+            Socket::UnixDgram(s) => {
                 s.set_nonblocking(true)?;
                 0
             }

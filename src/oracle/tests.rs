@@ -212,3 +212,51 @@ fn dropping_the_oracles_kills_the_victim() {
     drop(o);
     assert!(survivors(&[pid]).is_empty());
 }
+
+#[test]
+fn unix_path_oracle_counts_connections_and_datagrams_on_paths_anyone_may_reach() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::net::{UnixDatagram, UnixStream};
+    let rt = serving_runtime();
+    let o = Oracles::start(&[OracleKind::UnixPath], rt.handle()).expect("start");
+    let vars = o.vars();
+    let stream = vars["ORACLE_UNIX_PATH"].clone();
+    let dgram = vars["ORACLE_UNIX_DGRAM_PATH"].clone();
+    for p in [&stream, &dgram] {
+        let mode = std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o777, "{p}");
+    }
+    drop(UnixStream::connect(&stream).expect("connect"));
+    drop(UnixStream::connect(&stream).expect("connect"));
+    let c = UnixDatagram::unbound().unwrap();
+    c.send_to(b"x", &dgram).expect("send");
+    assert!(
+        UnixStream::connect(&dgram).is_err(),
+        "a stream cannot reach the datagram socket"
+    );
+    let dir = std::path::Path::new(&stream)
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let seen = o.finish();
+    assert_eq!(seen.received[&OracleKind::UnixPath], 3);
+    assert!(!dir.exists(), "the socket directory is removed");
+}
+
+#[test]
+fn terminal_oracle_counts_input_queued_on_the_pty() {
+    let rt = idle_runtime();
+    let o = Oracles::start(&[OracleKind::Terminal], rt.handle()).expect("start");
+    let tty = o.terminal().expect("a terminal");
+    let b = b'x';
+    // SAFETY: TIOCSTI reads one byte from a live local.
+    let r = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&tty), libc::TIOCSTI, &b) };
+    let seen = o.finish();
+    if r == 0 {
+        assert_eq!(seen.received[&OracleKind::Terminal], 1);
+        assert_eq!(seen.terminal.unwrap().bytes, b"x");
+    } else {
+        // Not allowed here (no CAP_SYS_ADMIN, legacy_tiocsti = 0).
+        assert_eq!(seen.received[&OracleKind::Terminal], 0);
+    }
+}

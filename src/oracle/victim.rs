@@ -17,6 +17,8 @@ const SETTLE: Duration = Duration::from_secs(2);
 /// A `sleep 300` process in its own process group.
 pub struct Victim {
     child: Child,
+    /// The harness's own child: never taken for an orphan.
+    _own: super::tracker::OwnChild,
 }
 
 impl Victim {
@@ -37,7 +39,8 @@ impl Victim {
                     format!("failed to spawn the victim process (sleep {LIFETIME}): {e}"),
                 )
             })?;
-        Ok(Victim { child })
+        let own = super::tracker::own_child(child.id());
+        Ok(Victim { child, _own: own })
     }
 
     /// The victim's pid.

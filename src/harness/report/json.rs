@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::RunInfo;
 use crate::harness::status::{CaseResult, Counts, Status};
 use crate::kernel::KernelFacts;
+use crate::oracle::tracker::{Survivor, Tracking};
 use crate::policy::Outcome;
 
 /// The value of [`RunReport::format`].
@@ -33,6 +34,10 @@ pub struct RunReport {
     pub kernel: KernelFacts,
     /// Counts per status.
     pub counts: CountsJson,
+    /// How survivors were found in this run: which finders worked on this
+    /// host, and what the fallback cannot tell (no cgroup as non-root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub survivor_tracking: Option<String>,
     /// Every selected case, in corpus order.
     pub cases: Vec<CaseJson>,
 }
@@ -92,6 +97,16 @@ pub struct CaseJson {
     pub tags: Vec<String>,
     /// The case file.
     pub file: PathBuf,
+    /// Processes the run under test left alive (each killed afterwards):
+    /// pid, comm, and how the harness found it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub survivors: Vec<Survivor>,
+    /// The same for the control run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub control_survivors: Vec<Survivor>,
+    /// The case's upstream references (CVE ids, advisories, issue URLs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refs: Vec<String>,
 }
 
 /// Builds the report.
@@ -126,6 +141,7 @@ pub fn build(info: &RunInfo, results: &[CaseResult]) -> RunReport {
             xfail: c.xfail,
             xpass: c.xpass,
         },
+        survivor_tracking: Tracking::started().map(Tracking::describe),
         cases: results
             .iter()
             .map(|r| CaseJson {
@@ -142,6 +158,9 @@ pub fn build(info: &RunInfo, results: &[CaseResult]) -> RunReport {
                     .map(|t| crate::corpus::vocab::tag_name(*t))
                     .collect(),
                 file: r.path.clone(),
+                survivors: r.survivors.clone(),
+                control_survivors: r.control_survivors.clone(),
+                refs: r.refs.clone(),
             })
             .collect(),
     }

@@ -1,0 +1,547 @@
+//! Survivors, found by the host's own means: what a run started and left
+//! alive, whatever it calls itself (a renamed argv[0], `prctl` names) and
+//! whatever it runs (it may have exec'd another program).
+//!
+//! Four finders, each recorded in [`Survivor::found_by`]:
+//! - **cgroup**: where one can be made (root, cgroup2), every run has its
+//!   own ([`super::cgroup`]). The `none` driver's command joins it before
+//!   exec; an external driver is moved into it for the run and out again,
+//!   so everything it forks meanwhile lands there.
+//! - **tree**: an external driver's descendants that did not exist before
+//!   the run; the descendants of everything the other finders found.
+//! - **orphan**: the harness is a child subreaper, so a process whose
+//!   parent died is re-parented to the harness instead of init, and stays
+//!   findable: a child of the harness's main thread that the harness did
+//!   not start itself ([`own_child`]). Which run it came from is told by
+//!   its cgroup when it has one; otherwise by its start time, which must
+//!   fall within the run's window. With runs in parallel and no cgroup, an
+//!   orphan that started while several ran is blamed on each of them
+//!   (never on none: a survivor is never missed).
+//! - **argv**: processes carrying the run's `${PROBE}` link in their argv
+//!   (the finder from before; one more, cheap, witness).
+//!
+//! After the run ([`RunTracker::finish`]) every survivor is listed (pid,
+//! comm, finders), killed, and, when it is the harness's child, reaped.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::cgroup::{CgroupRoot, RunCgroup};
+use super::procs::{self, ProcInfo, ProcKey};
+use super::survivors::{processes_naming, sigkill_pending};
+
+/// How a survivor was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FoundBy {
+    /// It was in the run's cgroup.
+    Cgroup,
+    /// It descended from the run's driver, or from another survivor.
+    Tree,
+    /// It was re-parented to the harness, and started during the run.
+    Orphan,
+    /// Its argv carried the run's `${PROBE}` link.
+    Argv,
+}
+
+/// A process a run left alive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Survivor {
+    /// The host pid.
+    pub pid: i32,
+    /// Its name (`comm`) when found.
+    pub comm: String,
+    /// Every finder that saw it.
+    pub found_by: Vec<FoundBy>,
+}
+
+impl std::fmt::Display for Survivor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let how: Vec<String> = self
+            .found_by
+            .iter()
+            .map(crate::corpus::vocab::name_of)
+            .collect();
+        write!(f, "{} ({}, by {})", self.pid, self.comm, how.join("+"))
+    }
+}
+
+/// What the harness can use to find survivors on this host, decided once.
+#[derive(Debug)]
+pub struct Tracking {
+    cgroups: Result<CgroupRoot, String>,
+    /// The harness is a child subreaper and can list its main thread's
+    /// children: orphans are found.
+    orphans: Result<(), String>,
+}
+
+/// Live runs' windows and the orphans seen so far (for blaming an orphan on
+/// every run whose window holds its start, see the module docs).
+#[derive(Default)]
+struct Ledger {
+    next: u64,
+    /// Run id → (start tick, end tick once finished).
+    windows: BTreeMap<u64, (u64, Option<u64>)>,
+    /// Orphans found (and killed) by a sweep, with their names.
+    orphans: BTreeMap<ProcKey, String>,
+}
+
+fn ledger() -> std::sync::MutexGuard<'static, Ledger> {
+    static L: OnceLock<Mutex<Ledger>> = OnceLock::new();
+    L.get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+}
+
+fn own() -> std::sync::MutexGuard<'static, HashSet<i32>> {
+    static OWN: OnceLock<Mutex<HashSet<i32>>> = OnceLock::new();
+    OWN.get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A child the harness started itself (a driver, a victim, a command it
+/// spawns): never taken for an orphan while the guard lives.
+#[derive(Debug)]
+pub struct OwnChild(i32);
+
+/// Registers `pid` as the harness's own child until the guard drops.
+pub fn own_child(pid: u32) -> OwnChild {
+    let pid = pid as i32;
+    own().insert(pid);
+    OwnChild(pid)
+}
+
+impl Drop for OwnChild {
+    fn drop(&mut self) {
+        own().remove(&self.0);
+    }
+}
+
+static TRACKING: OnceLock<Tracking> = OnceLock::new();
+
+impl Tracking {
+    /// The tracking in use, if a harness started it in this process.
+    pub fn started() -> Option<&'static Tracking> {
+        TRACKING.get()
+    }
+
+    /// Probes the host once: makes the harness a child subreaper and finds
+    /// a cgroup2 hierarchy to make run cgroups in.
+    pub fn get() -> &'static Tracking {
+        TRACKING.get_or_init(|| {
+            let me = std::process::id() as i32;
+            let orphans = if procs::thread_children(me, me).is_none() {
+                Err("this kernel does not list a thread's children (CONFIG_PROC_CHILDREN)".into())
+            } else {
+                // SAFETY: prctl with integer arguments only.
+                let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+                if r == 0 {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "failed to become a child subreaper: {}",
+                        std::io::Error::last_os_error()
+                    ))
+                }
+            };
+            Tracking {
+                cgroups: CgroupRoot::find(),
+                orphans,
+            }
+        })
+    }
+
+    /// Whether runs get cgroups.
+    pub fn has_cgroups(&self) -> bool {
+        self.cgroups.is_ok()
+    }
+
+    /// One line for reports: which finders work here, and what the
+    /// fallback cannot do.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        match &self.cgroups {
+            Ok(root) => parts.push(format!("a cgroup per run (under {})", root.dir().display())),
+            Err(why) => parts.push(format!(
+                "no cgroup per run ({why}): orphans are told apart by start time, so with \
+                 runs in parallel one may be blamed on every run that was in progress when \
+                 it started"
+            )),
+        }
+        match &self.orphans {
+            Ok(()) => parts.push("orphans re-parented to the harness (a child subreaper)".into()),
+            Err(why) => parts.push(format!(
+                "no orphan tracking ({why}): a process whose parent died is re-parented to \
+                 init and found only by cgroup or argv"
+            )),
+        }
+        parts.push("external drivers' process trees".into());
+        parts.push("the probe's argv".into());
+        parts.join("; ")
+    }
+}
+
+/// Tracks one run: start it before the driver runs anything.
+#[derive(Debug)]
+pub struct RunTracker {
+    id: u64,
+    start: u64,
+    cgroup: Option<RunCgroup>,
+    cgroup_error: Option<String>,
+    marker: Option<PathBuf>,
+    /// An external driver: (its pid, its cgroup before the run, the
+    /// descendants it had before the run).
+    driver: Option<(i32, Option<String>, BTreeSet<ProcKey>)>,
+}
+
+/// What a run left behind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sweep {
+    /// The survivors, by pid; each has been killed.
+    pub survivors: Vec<Survivor>,
+}
+
+impl RunTracker {
+    /// Opens the run's window (and cgroup, where possible). `marker` is
+    /// the directory of the run's `${PROBE}` link.
+    pub fn start(marker: Option<&Path>) -> RunTracker {
+        let tracking = Tracking::get();
+        let (cgroup, cgroup_error) = match &tracking.cgroups {
+            Ok(root) => match root.create_run() {
+                Ok(cg) => (Some(cg), None),
+                Err(e) => (None, Some(e.to_string())),
+            },
+            Err(why) => (None, Some(why.clone())),
+        };
+        let start = procs::now_ticks();
+        let id = {
+            let mut l = ledger();
+            l.next += 1;
+            let id = l.next;
+            l.windows.insert(id, (start, None));
+            id
+        };
+        RunTracker {
+            id,
+            start,
+            cgroup,
+            cgroup_error,
+            marker: marker.map(Path::to_path_buf),
+            driver: None,
+        }
+    }
+
+    /// The run's cgroup, if it has one.
+    pub fn cgroup(&self) -> Option<&RunCgroup> {
+        self.cgroup.as_ref()
+    }
+
+    /// Why the run has no cgroup.
+    pub fn cgroup_error(&self) -> Option<&str> {
+        self.cgroup_error.as_deref()
+    }
+
+    /// An external driver is about to run the command: remember what it
+    /// already had running, and move it into the run's cgroup.
+    pub fn attach_driver(&mut self, pid: u32) {
+        let pid = pid as i32;
+        let table = procs::table();
+        let before = procs::descendants(&table, &[pid])
+            .into_iter()
+            .filter_map(|p| table.get(&p).map(ProcInfo::key))
+            .collect();
+        let mut home = None;
+        if let Some(cg) = &self.cgroup {
+            home = procs::cgroup2_path(pid);
+            if cg.add(pid).is_err() {
+                home = None;
+            }
+        }
+        self.driver = Some((pid, home, before));
+    }
+
+    /// The driver answered: move it back where it was, so what it forks
+    /// between runs is not counted.
+    pub fn detach_driver(&mut self) {
+        let (Some((pid, Some(home), _)), Some(cg)) = (&self.driver, &self.cgroup) else {
+            return;
+        };
+        if let Some(mount) = mount_of(cg) {
+            let target = mount
+                .join(home.trim_start_matches('/'))
+                .join("cgroup.procs");
+            let _ = super::cgroup::write_pid(&target, *pid);
+        }
+    }
+
+    /// A function listing the run's live processes at the moment it is
+    /// called (for the inbound oracle, on its own thread): the cgroup's
+    /// members, the driver's new descendants, the marked ones, and what
+    /// those started.
+    pub fn members_fn(&self) -> super::inbound::Members {
+        let cgroup_dir = self.cgroup.as_ref().map(|c| c.dir().to_path_buf());
+        let driver = self
+            .driver
+            .as_ref()
+            .map(|(pid, _, before)| (*pid, before.clone()));
+        let marker = self.marker.clone();
+        Box::new(move || {
+            let table = procs::table();
+            let mut found: BTreeSet<i32> = BTreeSet::new();
+            if let Some(dir) = &cgroup_dir {
+                found.extend(super::cgroup::members_of(dir));
+            }
+            if let Some((pid, before)) = &driver {
+                found.extend(
+                    procs::descendants(&table, &[*pid])
+                        .into_iter()
+                        .filter(|p| table.get(p).is_some_and(|i| !before.contains(&i.key()))),
+                );
+            }
+            if let Some(m) = &marker {
+                found.extend(processes_naming(m));
+            }
+            let roots: Vec<i32> = found.iter().copied().collect();
+            found.extend(procs::descendants(&table, &roots));
+            if let Some((pid, _)) = &driver {
+                found.remove(pid);
+            }
+            found.into_iter().collect()
+        })
+    }
+
+    /// Closes the window, finds every survivor, kills it and reaps what is
+    /// the harness's child. A process with SIGKILL pending (the backend is
+    /// already killing it) is given up to `grace` to be gone first.
+    pub fn finish(mut self, grace: Duration) -> Sweep {
+        self.detach_driver();
+        let end = procs::now_ticks();
+        {
+            let mut l = ledger();
+            l.windows.insert(self.id, (self.start, Some(end)));
+        }
+        let found = self.find(end);
+        let survivors = outlive(found, grace);
+        for s in &survivors {
+            kill(s);
+        }
+        if let Some(cg) = &self.cgroup {
+            cg.kill();
+        }
+        for (s, _) in &survivors {
+            reap(s.pid);
+        }
+        let mut l = ledger();
+        l.windows.remove(&self.id);
+        // An orphan can only still be blamed on a run that was open when
+        // it started.
+        let oldest_open = l.windows.values().map(|(s, _)| *s).min();
+        l.orphans
+            .retain(|k, _| oldest_open.is_some_and(|s| k.start + 2 >= s));
+        Sweep {
+            survivors: survivors.into_iter().map(|(s, _)| s).collect(),
+        }
+    }
+
+    /// Every process of this run alive now, with its finders.
+    fn find(&self, end: u64) -> BTreeMap<ProcKey, (String, BTreeSet<FoundBy>)> {
+        let table = procs::table();
+        let mut found: BTreeMap<i32, BTreeSet<FoundBy>> = BTreeMap::new();
+        fn add(found: &mut BTreeMap<i32, BTreeSet<FoundBy>>, pid: i32, how: FoundBy) {
+            found.entry(pid).or_default().insert(how);
+        }
+        if let Some(cg) = &self.cgroup {
+            for p in cg.members() {
+                add(&mut found, p, FoundBy::Cgroup);
+            }
+        }
+        if let Some((pid, _, before)) = &self.driver {
+            for p in procs::descendants(&table, &[*pid]) {
+                if table.get(&p).is_some_and(|i| !before.contains(&i.key())) {
+                    add(&mut found, p, FoundBy::Tree);
+                }
+            }
+        }
+        if let Some(m) = &self.marker {
+            for p in processes_naming(m) {
+                add(&mut found, p, FoundBy::Argv);
+            }
+        }
+        let mut ledger_hits = Vec::new();
+        if Tracking::get().orphans.is_ok() {
+            let (lo, hi) = (self.start.saturating_sub(2), end + 2);
+            let me = std::process::id() as i32;
+            let own = own().clone();
+            for p in procs::thread_children(me, me).unwrap_or_default() {
+                if own.contains(&p) {
+                    continue;
+                }
+                let Some(info) = table.get(&p) else { continue };
+                let in_window = (lo..=hi).contains(&info.start);
+                let blame = match procs::cgroup2_path(p) {
+                    // In a run cgroup: that run's, and only that run's.
+                    Some(path) if path.contains(&format!("/{}/", super::cgroup::PARENT)) => {
+                        self.cgroup.as_ref().is_some_and(|cg| cg.holds(&path))
+                    }
+                    _ => in_window,
+                };
+                if blame && info.is_live() {
+                    add(&mut found, p, FoundBy::Orphan);
+                }
+            }
+            let l = ledger();
+            for (k, comm) in &l.orphans {
+                if (lo..=hi).contains(&k.start) && !found.contains_key(&k.pid) {
+                    ledger_hits.push((*k, comm.clone()));
+                }
+            }
+        }
+        // Whatever the survivors started belongs to the run too.
+        let roots: Vec<i32> = found.keys().copied().collect();
+        for p in procs::descendants(&table, &roots) {
+            add(&mut found, p, FoundBy::Tree);
+        }
+        if let Some((pid, _, _)) = &self.driver {
+            found.remove(pid);
+        }
+        found.remove(&(std::process::id() as i32));
+        let mut out = BTreeMap::new();
+        let mut orphans_seen = Vec::new();
+        for (pid, how) in found {
+            let Some(info) = table.get(&pid).cloned().or_else(|| procs::stat(pid)) else {
+                continue;
+            };
+            if !info.is_live() {
+                continue;
+            }
+            if how.contains(&FoundBy::Orphan) {
+                orphans_seen.push((info.key(), info.comm.clone()));
+            }
+            out.insert(info.key(), (info.comm, how));
+        }
+        let mut l = ledger();
+        for (k, comm) in orphans_seen {
+            l.orphans.insert(k, comm);
+        }
+        drop(l);
+        // Blamed on another run that swept first: still this run's
+        // survivor (it is killed already).
+        for (k, comm) in ledger_hits {
+            out.entry(k)
+                .or_insert_with(|| (comm, BTreeSet::from([FoundBy::Orphan])));
+        }
+        out
+    }
+}
+
+fn mount_of(cg: &RunCgroup) -> Option<PathBuf> {
+    let dir = cg.dir().to_string_lossy().into_owned();
+    let rel = cg.path();
+    dir.strip_suffix(rel).map(PathBuf::from)
+}
+
+/// The found processes that outlive the run: one with SIGKILL pending gets
+/// up to `grace` to go. Returns each with whether it is still alive.
+fn outlive(
+    found: BTreeMap<ProcKey, (String, BTreeSet<FoundBy>)>,
+    grace: Duration,
+) -> Vec<(Survivor, ProcKey)> {
+    let deadline = Instant::now() + grace;
+    let mut out = Vec::new();
+    for (key, (comm, how)) in found {
+        let alive = match procs::stat(key.pid) {
+            Some(p) if p.start == key.start && p.is_live() => {
+                if sigkill_pending(key.pid) {
+                    !exits_by(key, deadline)
+                } else {
+                    true
+                }
+            }
+            // Gone already: found through the ledger, killed by an earlier
+            // sweep. It outlived this run too.
+            _ => how == BTreeSet::from([FoundBy::Orphan]),
+        };
+        if alive {
+            out.push((
+                Survivor {
+                    pid: key.pid,
+                    comm,
+                    found_by: how.into_iter().collect(),
+                },
+                key,
+            ));
+        }
+    }
+    out
+}
+
+/// Whether `key` is gone by `deadline`.
+fn exits_by(key: ProcKey, deadline: Instant) -> bool {
+    loop {
+        match procs::stat(key.pid) {
+            Some(p) if p.start == key.start && p.is_live() => {}
+            _ => return true,
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// SIGKILL, through a pidfd checked against the start time, so a reused
+/// pid is never signalled.
+fn kill(s: &(Survivor, ProcKey)) {
+    let (_, key) = s;
+    let Some(fd) = crate::pidfd::open(key.pid) else {
+        return;
+    };
+    if procs::stat(key.pid).is_none_or(|p| p.start != key.start) {
+        return;
+    }
+    use std::os::fd::AsRawFd;
+    // SAFETY: pidfd_send_signal takes an fd we own, a signal number and
+    // null info.
+    unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            libc::SIGKILL,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+}
+
+/// Reaps `pid` if it is the harness's child (an orphan re-parented to it):
+/// waits for it to be a zombie (it was just killed), then collects it.
+fn reap(pid: i32) {
+    let me = std::process::id() as i32;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match procs::stat(pid) {
+            Some(p) if p.ppid == me && !own().contains(&pid) => {
+                if !p.is_live() {
+                    let _ = nix::sys::wait::waitpid(
+                        nix::unistd::Pid::from_raw(pid),
+                        Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+                    );
+                    return;
+                }
+            }
+            _ => return,
+        }
+        if Instant::now() >= deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[cfg(test)]
+mod tests;
