@@ -513,3 +513,28 @@ fn stale_run_cgroups_of_dead_processes_are_swept() {
         stale.display()
     );
 }
+
+/// Below Landlock ABI 6 the seccomp fallback guards the supervisor, with
+/// the run's pids patched into a copy of the filter on the command's
+/// stack. Kernels of that age run it for real (the kernel matrix's 6.1
+/// row); here the mutant without Landlock scoping takes the same path, so
+/// the patching is exercised on every kernel.
+#[test]
+fn without_signal_scoping_the_seccomp_fallback_guards_the_supervisor() {
+    if !landlock_or_refusal() {
+        return;
+    }
+    let sb = Sandbox::new_mutant(&base_policy(), sandspec::sandbox::Mutant::LandlockScope)
+        .expect("sandbox");
+    let run = |args: &[&str]| {
+        let mut argv = vec![probe().to_string_lossy().into_owned()];
+        argv.extend(args.iter().map(|s| s.to_string()));
+        report(&sb.run(&Command::argv(argv)))
+    };
+    assert!(ok(&run(&["exit", "0"])), "a run with the patched filter");
+    for op in ["kill-parent", "stop-parent", "kill-parent-group"] {
+        let r = run(&[op]);
+        assert!(!ok(&r), "{op}: {r}");
+        assert_eq!(errno_of(&r), "EPERM", "{op}: {r}");
+    }
+}
