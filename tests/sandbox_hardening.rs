@@ -538,3 +538,21 @@ fn without_signal_scoping_the_seccomp_fallback_guards_the_supervisor() {
         assert_eq!(errno_of(&r), "EPERM", "{op}: {r}");
     }
 }
+
+/// Root's process limit is a pids cgroup (this run's tasks only); a user
+/// without a delegated cgroup gets RLIMIT_NPROC, counted over the whole
+/// uid, and the sandbox says so.
+#[test]
+fn the_process_limit_says_when_it_counts_the_whole_uid() {
+    if !landlock_or_refusal() {
+        return;
+    }
+    let mut p = base_policy();
+    p.limits.processes = Some(4);
+    let sb = Sandbox::new(&p).expect("sandbox");
+    if is_root() {
+        assert!(!sb.process_limit_is_uid_wide());
+    }
+    let unlimited = Sandbox::new(&base_policy()).expect("sandbox");
+    assert!(!unlimited.process_limit_is_uid_wide());
+}

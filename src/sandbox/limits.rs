@@ -5,10 +5,11 @@
 //!   seccomp filter also denies `setrlimit`/`prlimit64` writes.
 //! - processes: the kernel does not enforce `RLIMIT_NPROC` for uid 0, and for
 //!   other uids it counts every process of the uid, not the sandbox's. As
-//!   root the sandbox therefore puts the command in a fresh `pids` cgroup
-//!   (`pids.max` = N); as another user it sets `RLIMIT_NPROC` to the uid's
-//!   current task count + N (approximate when the uid is busy elsewhere; a
-//!   delegated cgroup is not assumed, see ENVIRONMENT.md). No usable
+//!   root — and for a user the pids hierarchy is delegated to — the
+//!   sandbox therefore puts the command in a fresh `pids` cgroup
+//!   (`pids.max` = N); otherwise it sets `RLIMIT_NPROC` to the uid's
+//!   current task count + N (uid-wide: approximate when the uid is busy
+//!   elsewhere; [`super::Sandbox::process_limit_is_uid_wide`] says so). No usable
 //!   mechanism is a setup error, never an unlimited run.
 
 use std::ffi::CString;
@@ -88,13 +89,30 @@ pub fn prepare(limits: &Limits, euid: u32) -> Result<Prepared, SetupError> {
                     .into(),
             });
         }
-        if euid == 0 {
+        if euid == 0 || delegated_pids_cgroup() {
             p.cgroup_processes = Some(n);
         } else {
             p.nproc_processes = Some(n);
         }
     }
     Ok(p)
+}
+
+/// Whether this (non-root) user may make run cgroups in the pids
+/// hierarchy: a cgroup delegated to it (systemd's `Delegate=`, or an
+/// administrator's chown). Then the process limit counts the run's tasks
+/// exactly, as for root, instead of every task of the uid.
+fn delegated_pids_cgroup() -> bool {
+    let Some(h) = pids_hierarchy() else {
+        return false;
+    };
+    let parent = h.root.join("sandspec");
+    let dir = if parent.is_dir() { parent } else { h.root };
+    let Ok(c) = CString::new(dir.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: access with a NUL-terminated path.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
 }
 
 /// Tasks (threads included, as `RLIMIT_NPROC` counts them) of real uid `uid`.

@@ -297,6 +297,14 @@ impl Sandbox {
         &self.filtered
     }
 
+    /// True when the policy's process limit is `RLIMIT_NPROC`, which the
+    /// kernel counts over every task of the uid, not this run's alone (a
+    /// non-root user without a delegated pids cgroup). Callers should say
+    /// so: the limit is then approximate.
+    pub fn process_limit_is_uid_wide(&self) -> bool {
+        self.limits.nproc_processes.is_some()
+    }
+
     /// The kernel's Landlock ABI this sandbox was built for.
     pub fn abi(&self) -> u32 {
         self.abi
