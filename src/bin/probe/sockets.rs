@@ -305,17 +305,18 @@ fn ifname(body: &[u8]) -> Option<String> {
 }
 
 /// `unix-connect PATH [stream|dgram]`: connect to the unix socket at PATH
-/// (a filesystem path) and send PAYLOAD; a datagram socket sends it with
-/// sendto. value = bytes sent.
+/// (a filesystem path). A stream socket only connects (a listener may
+/// close at once, so nothing is sent); a datagram socket sends "sandspec"
+/// with sendto. value = bytes sent (datagram only).
 pub fn unix_connect(path: &[u8], dgram: bool) -> Report {
     const OP: &str = "unix-connect";
     match unix_send(path, dgram) {
-        Ok(n) => Report::ok(OP, Some(n as i64)),
+        Ok(n) => Report::ok(OP, n.map(|n| n as i64)),
         Err(e) => Report::os_error(OP, &e),
     }
 }
 
-fn unix_send(path: &[u8], dgram: bool) -> io::Result<usize> {
+fn unix_send(path: &[u8], dgram: bool) -> io::Result<Option<usize>> {
     // SAFETY: sockaddr_un is plain data.
     let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
     addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
@@ -334,32 +335,23 @@ fn unix_send(path: &[u8], dgram: bool) -> io::Result<usize> {
     // SAFETY: socket(2) takes no pointers.
     let fd =
         sys::owned_fd(unsafe { libc::socket(libc::AF_UNIX, ty | libc::SOCK_CLOEXEC, 0) }.into())?;
-    let payload = b"sandspec";
     let addr_ptr = (&addr as *const libc::sockaddr_un).cast::<libc::sockaddr>();
-    let n = if dgram {
-        // SAFETY: the buffer and the address are valid for their lengths.
-        unsafe {
-            libc::sendto(
-                fd.as_raw_fd(),
-                payload.as_ptr().cast(),
-                payload.len(),
-                0,
-                addr_ptr,
-                addr_len,
-            )
-        }
-    } else {
+    if !dgram {
         // SAFETY: the address is valid for its length.
         sys::check(unsafe { libc::connect(fd.as_raw_fd(), addr_ptr, addr_len) }.into())?;
-        // SAFETY: the buffer is valid for its length.
-        unsafe {
-            libc::send(
-                fd.as_raw_fd(),
-                payload.as_ptr().cast(),
-                payload.len(),
-                libc::MSG_NOSIGNAL,
-            )
-        }
+        return Ok(None);
+    }
+    let payload = b"sandspec";
+    // SAFETY: the buffer and the address are valid for their lengths.
+    let n = unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            payload.as_ptr().cast(),
+            payload.len(),
+            0,
+            addr_ptr,
+            addr_len,
+        )
     };
-    sys::check(n as libc::c_long).map(|n| n as usize)
+    sys::check(n as libc::c_long).map(|n| Some(n as usize))
 }
