@@ -176,8 +176,7 @@ pub fn write(path: &Path, report: &RunReport) -> Result<(), String> {
 
 /// Reads a report written by [`write`] (for matrices and diffs).
 pub fn read(path: &Path) -> Result<RunReport, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("failed to read {}: {e}", path.display()))?;
+    let text = crate::input::read_text(path).map_err(|e| e.to_string())?;
     let r: RunReport = serde_json::from_str(&text)
         .map_err(|e| format!("{}:{}:{}: {e}", path.display(), e.line(), e.column()))?;
     if r.format != FORMAT || r.format_version != FORMAT_VERSION {
