@@ -25,7 +25,7 @@ pub fn exec(_args: DriverArgs) -> i32 {
         let line = match line {
             Ok(l) => l,
             Err(e) => {
-                eprintln!("sandspec driver: failed to read stdin: {e}");
+                say!("sandspec driver: failed to read stdin: {e}");
                 return 2;
             }
         };
@@ -35,7 +35,7 @@ pub fn exec(_args: DriverArgs) -> i32 {
         let reply = match serde_json::from_slice::<ToDriver>(&line) {
             Ok(ToDriver::Hello { protocol, .. }) => {
                 if protocol != PROTOCOL_VERSION {
-                    eprintln!(
+                    say!(
                         "sandspec driver: the harness speaks protocol {protocol}; \
                          answering with version {PROTOCOL_VERSION}"
                     );
@@ -77,7 +77,7 @@ pub fn exec(_args: DriverArgs) -> i32 {
                         message: format!("failed to parse the request: {e}"),
                     },
                     None => {
-                        eprintln!(
+                        say!(
                             "sandspec driver: failed to parse a message: {e}: {}",
                             protocol::snippet(&line)
                         );

@@ -51,6 +51,9 @@ pub struct RunArgs {
     /// Keep each case's scratch directory.
     #[arg(long)]
     pub keep: bool,
+    /// Size limits on what a case generates.
+    #[command(flatten)]
+    pub limits: super::CaseLimitArgs,
 }
 
 /// Runs `sandspec run`: 0 when everything passed, skipped or failed as
@@ -59,7 +62,7 @@ pub fn exec(args: RunArgs) -> i32 {
     match run(args) {
         Ok(code) => code,
         Err(msg) => {
-            eprintln!("sandspec: {msg}");
+            say!("sandspec: {msg}");
             EXIT_USAGE
         }
     }
@@ -67,7 +70,7 @@ pub fn exec(args: RunArgs) -> i32 {
 
 fn run(args: RunArgs) -> Result<i32, String> {
     let path = args.cases.clone().unwrap_or_else(corpus::default_cases_dir);
-    let all = load_cases(&path)?;
+    let all = load_cases(&path, &args.limits.limits())?;
     let filter = args
         .filter
         .as_deref()
@@ -148,8 +151,8 @@ fn run(args: RunArgs) -> Result<i32, String> {
     Ok(if Counts::of(&results).gate_ok() { 0 } else { 1 })
 }
 
-fn load_cases(path: &Path) -> Result<Vec<LoadedCase>, String> {
-    corpus::load(path).map_err(|e| {
+fn load_cases(path: &Path, limits: &corpus::bounds::CaseLimits) -> Result<Vec<LoadedCase>, String> {
+    corpus::load_with(path, limits).map_err(|e| {
         format!(
             "failed to load cases from {}: {} problem(s):\n{e}",
             path.display(),

@@ -166,7 +166,7 @@ pub fn exec(args: SandboxArgs) -> i32 {
     let sandbox = match Sandbox::new(&policy) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("sandspec: {e}");
+            say!("sandspec: {e}");
             if args.json {
                 print_json(&RunOutput::setup_error(e.kind, e.message.clone()));
             }
@@ -174,7 +174,7 @@ pub fn exec(args: SandboxArgs) -> i32 {
         }
     };
     for p in sandbox.filtered_paths() {
-        eprintln!(
+        say!(
             "sandspec: warning: allowlisted path {} does not exist; left out of the rules",
             p.display()
         );
@@ -195,18 +195,18 @@ pub fn exec(args: SandboxArgs) -> i32 {
         let _ = std::io::stdout().write_all(&out.stdout);
         let _ = std::io::stderr().write_all(&out.stderr);
         if out.output_truncated {
-            eprintln!(
+            say!(
                 "sandspec: output truncated at {} per stream",
                 policy.limits.output_bytes.unwrap_or(Size(0))
             );
         }
     }
     match &out.outcome {
-        Outcome::Timeout => eprintln!(
+        Outcome::Timeout => say!(
             "sandspec: timed out after {}; killed the process tree",
             policy.timeout.map_or_else(String::new, |t| t.to_string())
         ),
-        Outcome::SetupError { message, .. } => eprintln!("sandspec: {message}"),
+        Outcome::SetupError { message, .. } => say!("sandspec: {message}"),
         _ => {}
     }
     exit_code(&out.outcome)
@@ -215,6 +215,6 @@ pub fn exec(args: SandboxArgs) -> i32 {
 fn print_json(out: &RunOutput) {
     match serde_json::to_string(out) {
         Ok(s) => println!("{s}"),
-        Err(e) => eprintln!("sandspec: failed to serialise the result: {e}"),
+        Err(e) => say!("sandspec: failed to serialise the result: {e}"),
     }
 }

@@ -49,7 +49,7 @@ pub fn render(info: &RunInfo, results: &[CaseResult], color: bool) -> String {
             for r in others.iter().filter(|r| r.status == group) {
                 let _ = write!(s, "  {} {}", paint(r.status, color), r.id);
                 if let Some(why) = &r.reason {
-                    let _ = write!(s, ": {why}");
+                    let _ = write!(s, ": {}", crate::escape::line(why));
                 }
                 if r.status == Status::Xfail {
                     if let Some(listed) = &r.expected_failure {
