@@ -32,7 +32,10 @@ pub fn exec(_args: DriverArgs) -> i32 {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let reply = match serde_json::from_slice::<ToDriver>(&line) {
+        // Duplicate keys are refused here too: `{"env":{"A":"1","A":"2"}}`
+        // must not be read as either.
+        let parsed = protocol::strict_json(&line).and_then(serde_json::from_value::<ToDriver>);
+        let reply = match parsed {
             Ok(ToDriver::Hello { protocol, .. }) => {
                 if protocol != PROTOCOL_VERSION {
                     say!(
