@@ -239,6 +239,7 @@ fn explain(step: &str, e: &DriverError) -> i32 {
         DriverError::Reported { .. } => {
             "the driver answered with an error message for a plain `echo`"
         }
+        DriverError::Interrupted { .. } => "the check was interrupted; run it again",
     };
     println!("  hint: {hint}");
     1

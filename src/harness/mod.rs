@@ -14,11 +14,13 @@
 //! - [`requirements`], [`evaluate`]: skip and pass/fail decisions;
 //! - [`expectations`]: known failures (`--expect`);
 //! - [`select`]: `--filter` and `--tag`;
+//! - [`interrupt`]: SIGINT/SIGTERM/SIGHUP stop a run in order;
 //! - [`report`]: progress, summary, JSON, JUnit.
 
 pub mod evaluate;
 pub mod expectations;
 pub mod host_requires;
+pub mod interrupt;
 pub mod observe;
 pub mod observed;
 pub mod pool;
