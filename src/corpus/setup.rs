@@ -125,7 +125,9 @@ fn context(e: io::Error, what: &str, p: &Path) -> io::Error {
 /// or generated body; `stdin` becomes the command's input.
 pub fn command(run: &Run) -> Result<Command, String> {
     let program = match (&run.argv, &run.script) {
-        (Some(argv), None) if !argv.is_empty() => Program::Argv(argv.clone()),
+        (Some(argv), None) if !argv.is_empty() => {
+            Program::Argv(argv.iter().map(Into::into).collect())
+        }
         (Some(_), None) => return Err("run.argv must not be empty".into()),
         (None, Some(script)) => {
             if script.interpreter.is_empty() {

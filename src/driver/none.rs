@@ -97,7 +97,7 @@ fn run_plain(
     // A script body goes into a file, never into argv (ARG_MAX).
     let mut _script_file = None;
     let argv: Vec<std::ffi::OsString> = match &req.command.program {
-        Program::Argv(a) => a.iter().map(Into::into).collect(),
+        Program::Argv(a) => a.clone(),
         Program::Script(s) => {
             let file = match write_script(&s.body) {
                 Ok(f) => f,
