@@ -13,7 +13,7 @@ use crate::driver::registry::{self, DriverSpec};
 use crate::driver::DriverFactory;
 use crate::harness::expectations::Expectations;
 use crate::harness::report::{json, junit, live::Live, summary, use_color, RunInfo};
-use crate::harness::{select, Counts, Harness, HarnessConfig};
+use crate::harness::{interrupt, select, Counts, Harness, HarnessConfig};
 
 /// Arguments of `sandspec run`.
 #[derive(Debug, Args)]
@@ -59,12 +59,24 @@ pub struct RunArgs {
 /// Runs `sandspec run`: 0 when everything passed, skipped or failed as
 /// expected; 1 on a failure, error or unexpected pass; 2 on bad input.
 pub fn exec(args: RunArgs) -> i32 {
-    match run(args) {
+    // Before any thread or child is started: CI cancels a job with SIGINT,
+    // then SIGTERM; both stop the run in order (see harness::interrupt).
+    if let Err(e) = interrupt::install() {
+        say!("sandspec: failed to install the interrupt handlers: {e}");
+        return EXIT_USAGE;
+    }
+    let code = match run(args) {
         Ok(code) => code,
         Err(msg) => {
             say!("sandspec: {msg}");
             EXIT_USAGE
         }
+    };
+    // Interrupted, the run exits as a process killed by the signal would
+    // be reported (130 for SIGINT, 143 for SIGTERM), whatever it got to.
+    match interrupt::requested() {
+        Some(sig) => interrupt::exit_code(sig),
+        None => code,
     }
 }
 
@@ -115,10 +127,11 @@ fn run(args: RunArgs) -> Result<i32, String> {
     config.keep = args.keep;
     let harness =
         Harness::new(config).map_err(|e| format!("failed to start the harness runtime: {e}"))?;
-    let info = RunInfo {
+    let mut info = RunInfo {
         driver: spec.name(),
         backend,
         kernel: crate::kernel::probe(),
+        interrupted: None,
     };
     println!(
         "running {} case(s) against driver {} ({} {}), {} job(s)",
@@ -137,6 +150,7 @@ fn run(args: RunArgs) -> Result<i32, String> {
         &mut |r| live.on_result(r),
     );
     live.finish();
+    info.interrupted = interrupt::requested();
     use std::io::IsTerminal;
     print!(
         "{}",

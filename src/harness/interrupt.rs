@@ -97,6 +97,11 @@ pub fn name(signal: i32) -> String {
         .unwrap_or_else(|_| format!("signal {signal}"))
 }
 
+/// The reason of a case the interrupt kept from running.
+pub fn not_run(signal: i32) -> String {
+    format!("not run: the run was interrupted by {}", name(signal))
+}
+
 /// Waits up to `timeout` for an interrupt; its signal, or `None`.
 pub fn wait(timeout: Duration) -> Option<i32> {
     let st = state();

@@ -14,6 +14,7 @@
 //! - [`requirements`], [`evaluate`]: skip and pass/fail decisions;
 //! - [`expectations`]: known failures (`--expect`);
 //! - [`select`]: `--filter` and `--tag`;
+//! - [`scratch`]: a run's directory, locked, swept after a crash;
 //! - [`interrupt`]: SIGINT/SIGTERM/SIGHUP stop a run in order;
 //! - [`report`]: progress, summary, JSON, JUnit.
 
@@ -27,6 +28,7 @@ pub mod pool;
 pub mod report;
 pub mod requirements;
 pub mod runner;
+pub mod scratch;
 pub mod select;
 pub mod slot;
 pub mod status;

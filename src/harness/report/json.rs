@@ -32,6 +32,11 @@ pub struct RunReport {
     pub driver: DriverInfo,
     /// The kernel every case ran on.
     pub kernel: KernelFacts,
+    /// The signal that interrupted the run (`"SIGINT"`, `"SIGTERM"`,
+    /// `"SIGHUP"`); absent when it ran to the end. The cases it stopped or
+    /// kept from running are `error`s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<String>,
     /// Counts per status.
     pub counts: CountsJson,
     /// How survivors were found in this run: which finders worked on this
@@ -133,6 +138,7 @@ pub fn build(info: &RunInfo, results: &[CaseResult]) -> RunReport {
             requires_landlock_abi: info.backend.requires_landlock_abi,
         },
         kernel: info.kernel.clone(),
+        interrupted: info.interrupted.map(crate::harness::interrupt::name),
         counts: CountsJson {
             pass: c.pass,
             fail: c.fail,

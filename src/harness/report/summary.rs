@@ -60,7 +60,21 @@ pub fn render(info: &RunInfo, results: &[CaseResult], color: bool) -> String {
             }
         }
     }
-    if c.gate_ok() {
+    if let Some(sig) = info.interrupted {
+        let _ = writeln!(
+            s,
+            "\nresult: INTERRUPTED by {} ({} case(s) stopped or not run)",
+            crate::harness::interrupt::name(sig),
+            results
+                .iter()
+                .filter(|r| {
+                    r.reason
+                        .as_deref()
+                        .is_some_and(|w| w.contains("the run was interrupted by"))
+                })
+                .count()
+        );
+    } else if c.gate_ok() {
         let _ = writeln!(s, "\nresult: ok");
     } else {
         let _ = writeln!(
