@@ -2,7 +2,9 @@
 //!
 //! Exit codes follow timeout(1) and env(1): the command's own code; 124 on
 //! timeout; 128+N when killed by signal N; 125 when the sandbox could not
-//! be set up (the command never ran).
+//! be set up (the command never ran); 128+N when sandspec itself got
+//! SIGINT, SIGTERM or SIGHUP (forwarded to the command's tree, which is
+//! killed [`INTERRUPT_GRACE`] later).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -10,15 +12,21 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
+use crate::harness::interrupt;
 use crate::policy::{
     Command, Limits, Network, Outcome, Policy, PortRules, RunOutput, ScopeKind, Size, Timeout,
 };
-use crate::sandbox::{Sandbox, Stdio};
+use crate::sandbox::{Canceller, RunOptions, Sandbox, Stdio};
 
 /// Exit code when the command timed out (as timeout(1)).
 pub const EXIT_TIMEOUT: i32 = 124;
 /// Exit code when the sandbox could not be set up (as timeout(1)/env(1)).
 pub const EXIT_SETUP: i32 = 125;
+
+/// How long the command's tree has, after an interrupt is forwarded to it,
+/// before everything left is killed: enough to flush and clean up, well
+/// inside the seconds CI systems wait between SIGINT/SIGTERM and SIGKILL.
+pub const INTERRUPT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Network mode on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -41,7 +49,7 @@ pub enum ScopeArg {
 /// Arguments of `sandspec sandbox`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Exit status: the command's own; 124 on timeout; 128+N if killed by signal N; 125 if the sandbox could not be set up."
+    after_help = "Exit status: the command's own; 124 on timeout; 128+N if killed by signal N; 125 if the sandbox could not be set up; 130/143/129 when sandspec gets SIGINT/SIGTERM/SIGHUP (forwarded to the command's tree, killed 2 s later)."
 )]
 pub struct SandboxArgs {
     /// Allow reading below PATH (file or directory). Repeatable.
@@ -268,12 +276,27 @@ pub fn exec(args: SandboxArgs) -> i32 {
     }
     let command = Command::argv(args.command.clone());
     let capture = args.json || args.max_output.is_some();
-    let out = sandbox.run_with(
+    // SIGINT, SIGTERM and SIGHUP are forwarded to the command's whole tree,
+    // which gets INTERRUPT_GRACE to exit before everything left is killed.
+    let canceller = match interrupt::install().and_then(|()| Canceller::new()) {
+        Ok(c) => c,
+        Err(e) => {
+            say!("sandspec: failed to set up interrupt forwarding: {e}");
+            return EXIT_SETUP;
+        }
+    };
+    let forward = canceller.clone();
+    let _hook = interrupt::on_interrupt(move |sig, _| forward.cancel(sig));
+    let out = sandbox.run_opts(
         &command,
-        if capture {
-            Stdio::Capture
-        } else {
-            Stdio::Inherit
+        &RunOptions {
+            stdio: if capture {
+                Stdio::Capture
+            } else {
+                Stdio::Inherit
+            },
+            cancel: Some(canceller),
+            grace: INTERRUPT_GRACE,
         },
     );
     if args.json {
@@ -299,6 +322,15 @@ pub fn exec(args: SandboxArgs) -> i32 {
         ),
         Outcome::SetupError { message, .. } => say!("sandspec: {message}"),
         _ => {}
+    }
+    // Interrupted: the exit status says so, as timeout(1)'s does when it is
+    // killed, whatever the command made of the signal in its grace.
+    if let Some(sig) = interrupt::requested() {
+        say!(
+            "sandspec: interrupted by {}; stopped the process tree",
+            interrupt::name(sig)
+        );
+        return interrupt::exit_code(sig);
     }
     exit_code(&out.outcome)
 }
