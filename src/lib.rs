@@ -11,13 +11,17 @@
 //! - [`harness`]: runs the corpus, decides verdicts, reports.
 //! - [`bench`]: spawn-latency benchmarks across drivers, and scaling.
 //! - [`report`]: matrices and diffs across runs, expectation files.
+//! - [`input`], [`escape`]: reading user-named files safely; printing
+//!   outside text without its control bytes.
 #![deny(missing_docs)]
 
 pub mod bench;
 pub mod cli;
 pub mod corpus;
 pub mod driver;
+pub mod escape;
 pub mod harness;
+pub mod input;
 pub mod kernel;
 pub mod oracle;
 mod pidfd;

@@ -7,6 +7,7 @@
 //! message is an error, never a silently ignored rule.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -158,15 +159,46 @@ pub const DEFAULT_OUTPUT_BYTES: u64 = 16 << 20;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Size(pub u64);
 
-/// Splits `"1.5 MiB"` into `(1.5, "MiB")`; `None` when there is no number.
-fn number_and_unit(s: &str) -> Option<(f64, &str)> {
+/// Splits `"1.5 MiB"` into `("1.5", "MiB")`; `None` when there is no number.
+fn number_and_unit(s: &str) -> Option<(&str, &str)> {
     let t = s.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    Some((num.parse().ok()?, unit.trim()))
+    let dots = num.matches('.').count();
+    if dots > 1 || !num.bytes().any(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((num, unit.trim()))
 }
+
+/// `num × mult / div`, exactly, for a decimal `num` ("1.5"); `None` when the
+/// result does not fit in a u64. Exact integer arithmetic: through a float,
+/// `16777216T` (2^64) rounds to `u64::MAX` and would pass for a number.
+fn scaled(num: &str, mult: u128, div: u128) -> Option<u64> {
+    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+    // Beyond 40 digits every value overflows anyway; keeps u128 safe.
+    if int.trim_start_matches('0').len() > 30 {
+        return None;
+    }
+    let frac = &frac[..frac.len().min(18)];
+    let int: u128 = if int.is_empty() { 0 } else { int.parse().ok()? };
+    let f: u128 = if frac.is_empty() {
+        0
+    } else {
+        frac.parse().ok()?
+    };
+    let scale = 10u128.pow(frac.len() as u32);
+    let whole = int.checked_mul(scale)?.checked_add(f)?;
+    let v = whole.checked_mul(mult)? / scale / div;
+    u64::try_from(v).ok()
+}
+
+/// The largest [`Timeout`]: 365 days. Longer is a mistake (and the
+/// kernel's timers take signed seconds: 18000000000000000000 wrapped to a
+/// deadline in the past).
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Deserialises a number (via `from_num`) or a string (via `FromStr`),
 /// with `expected` as the message for anything else.
@@ -197,26 +229,28 @@ impl FromStr for Size {
     fn from_str(s: &str) -> Result<Self, String> {
         let (n, unit) = number_and_unit(s)
             .ok_or_else(|| format!("invalid size {s:?}: expected a number and an optional unit"))?;
-        let mult: u64 = match unit {
+        let mult: u128 = match unit {
             "" | "B" => 1,
             "K" | "k" | "KiB" | "Ki" => 1 << 10,
             "M" | "MiB" | "Mi" => 1 << 20,
             "G" | "GiB" | "Gi" => 1 << 30,
             "T" | "TiB" | "Ti" => 1 << 40,
+            "P" | "PiB" | "Pi" => 1 << 50,
             "kB" | "KB" => 1_000,
             "MB" => 1_000_000,
             "GB" => 1_000_000_000,
             other => {
                 return Err(format!(
-                "invalid size {s:?}: unknown unit {other:?} (use B, K, M, G, T, KiB…, kB, MB, GB)"
+                "invalid size {s:?}: unknown unit {other:?} (use B, K, M, G, T, P, KiB…, kB, MB, GB)"
             ))
             }
         };
-        let bytes = n * mult as f64;
-        if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
-            return Err(format!("invalid size {s:?}: out of range"));
-        }
-        Ok(Size(bytes as u64))
+        scaled(n, mult, 1).map(Size).ok_or_else(|| {
+            format!(
+                "invalid size {s:?}: out of range (at most {} bytes)",
+                u64::MAX
+            )
+        })
     }
 }
 
@@ -257,7 +291,7 @@ impl JsonSchema for Size {
             "description": "A size in bytes: a number, or a string such as \"64K\", \"16MiB\", \"1G\" (powers of 1024) or \"2MB\" (powers of 1000).",
             "oneOf": [
                 {"type": "integer", "minimum": 0},
-                {"type": "string", "pattern": "^\\s*[0-9.]+\\s*(B|K|k|KiB|Ki|M|MiB|Mi|G|GiB|Gi|T|TiB|Ti|kB|KB|MB|GB)?\\s*$"}
+                {"type": "string", "pattern": "^\\s*[0-9.]+\\s*(B|K|k|KiB|Ki|M|MiB|Mi|G|GiB|Gi|T|TiB|Ti|P|PiB|Pi|kB|KB|MB|GB)?\\s*$"}
             ]
         })
     }
@@ -273,20 +307,23 @@ impl FromStr for Timeout {
     fn from_str(s: &str) -> Result<Self, String> {
         let (n, unit) = number_and_unit(s)
             .ok_or_else(|| format!("invalid duration {s:?}: expected e.g. \"2s\" or \"500ms\""))?;
-        let secs = match unit {
-            "" | "s" => n,
-            "ms" => n / 1000.0,
-            "us" => n / 1_000_000.0,
-            "m" | "min" => n * 60.0,
+        // In nanoseconds: (multiplier, divisor).
+        let (mult, div): (u128, u128) = match unit {
+            "" | "s" => (1_000_000_000, 1),
+            "ms" => (1_000_000, 1),
+            "us" => (1_000, 1),
+            "m" | "min" => (60_000_000_000, 1),
             other => {
                 return Err(format!(
                     "invalid duration {s:?}: unknown unit {other:?} (use ms, s, m)"
                 ))
             }
         };
-        Duration::try_from_secs_f64(secs)
+        scaled(n, mult, div)
+            .map(Duration::from_nanos)
+            .filter(|d| *d <= MAX_TIMEOUT)
             .map(Timeout)
-            .map_err(|_| format!("invalid duration {s:?}: out of range"))
+            .ok_or_else(|| format!("invalid duration {s:?}: out of range (at most 365 days)"))
     }
 }
 
@@ -314,8 +351,10 @@ impl<'de> Deserialize<'de> for Timeout {
             "invalid duration: expected seconds (2) or a string (\"500ms\")",
             |n: f64| {
                 Duration::try_from_secs_f64(n)
+                    .ok()
+                    .filter(|d| *d <= MAX_TIMEOUT)
                     .map(Timeout)
-                    .map_err(|_| format!("invalid duration {n}"))
+                    .ok_or_else(|| format!("invalid duration {n}: out of range (0 to 365 days)"))
             },
         )
     }
@@ -337,8 +376,8 @@ impl JsonSchema for Timeout {
 }
 
 /// What to run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "CommandRepr", into = "CommandRepr")]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "CommandRepr")]
 pub struct Command {
     /// The program and its arguments.
     pub program: Program,
@@ -349,7 +388,7 @@ pub struct Command {
 
 /// The wire form of [`Command`]: `{argv: [...]}` or `{script: {...}}`, plus
 /// an optional `stdin_b64`.
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CommandRepr {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -364,7 +403,9 @@ impl TryFrom<CommandRepr> for Command {
     type Error = String;
     fn try_from(r: CommandRepr) -> Result<Self, String> {
         let program = match (r.argv, r.script) {
-            (Some(argv), None) if !argv.is_empty() => Program::Argv(argv),
+            (Some(argv), None) if !argv.is_empty() => {
+                Program::Argv(argv.into_iter().map(OsString::from).collect())
+            }
             (Some(_), None) => return Err("argv must not be empty".into()),
             (None, Some(script)) => Program::Script(script),
             _ => return Err("a command has exactly one of `argv` and `script`".into()),
@@ -376,17 +417,45 @@ impl TryFrom<CommandRepr> for Command {
     }
 }
 
-impl From<Command> for CommandRepr {
-    fn from(c: Command) -> Self {
-        let (argv, script) = match c.program {
-            Program::Argv(a) => (Some(a), None),
-            Program::Script(s) => (None, Some(s)),
+/// JSON and YAML carry text: an argument that is not UTF-8 (possible on a
+/// command line, see [`Program::Argv`]) cannot be serialised, and is an
+/// error rather than a silently different argument.
+impl Serialize for Command {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Repr<'a> {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            argv: Option<Vec<&'a str>>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            script: Option<&'a Script>,
+            #[serde(skip_serializing_if = "<[u8]>::is_empty", with = "b64")]
+            stdin_b64: &'a [u8],
+        }
+        let argv = match &self.program {
+            Program::Argv(a) => Some(
+                a.iter()
+                    .map(|x| {
+                        x.to_str().ok_or_else(|| {
+                            serde::ser::Error::custom(format!(
+                                "argument {:?} is not UTF-8",
+                                x.to_string_lossy()
+                            ))
+                        })
+                    })
+                    .collect::<Result<Vec<&str>, S::Error>>()?,
+            ),
+            Program::Script(_) => None,
         };
-        CommandRepr {
+        let script = match &self.program {
+            Program::Script(sc) => Some(sc),
+            Program::Argv(_) => None,
+        };
+        Repr {
             argv,
             script,
-            stdin_b64: c.stdin,
+            stdin_b64: &self.stdin,
         }
+        .serialize(s)
     }
 }
 
@@ -395,7 +464,7 @@ impl Command {
     pub fn argv<I, S>(argv: I) -> Self
     where
         I: IntoIterator<Item = S>,
-        S: Into<String>,
+        S: Into<OsString>,
     {
         Command {
             program: Program::Argv(argv.into_iter().map(Into::into).collect()),
@@ -425,7 +494,10 @@ impl Command {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Program {
     /// `argv[0]` is looked up in the policy's `PATH` when it has no slash.
-    Argv(Vec<String>),
+    /// Arguments are bytes, as the kernel takes them: a command line may
+    /// carry a name that is not UTF-8 (JSON and YAML cannot, so a case or
+    /// a protocol message always has UTF-8 arguments).
+    Argv(Vec<OsString>),
     /// A script body run by an interpreter. The body may be megabytes: a
     /// backend must not pass it through argv (ARG_MAX). The reference
     /// sandbox streams it through a pipe the interpreter opens as
@@ -616,6 +688,43 @@ mod tests {
         assert_eq!("2MB".parse::<Size>().unwrap(), Size(2_000_000));
         assert!("12 parsecs".parse::<Size>().is_err());
         assert!("".parse::<Size>().is_err());
+        assert_eq!("1.5K".parse::<Size>().unwrap(), Size(1536));
+        assert_eq!(".5M".parse::<Size>().unwrap(), Size(512 << 10));
+        assert!("1.2.3".parse::<Size>().is_err());
+        assert!(".".parse::<Size>().is_err());
+    }
+
+    #[test]
+    fn sizes_past_u64_are_refused_not_rounded_to_no_limit() {
+        // 2^64 bytes: through an f64 it became u64::MAX, i.e. RLIM_INFINITY.
+        let e = "16777216T".parse::<Size>().unwrap_err();
+        assert!(e.contains("out of range"), "{e}");
+        assert_eq!(
+            "16777215T".parse::<Size>().unwrap(),
+            Size(16_777_215u64 << 40)
+        );
+        assert_eq!(
+            "18446744073709551615".parse::<Size>().unwrap(),
+            Size(u64::MAX)
+        );
+        assert!("18446744073709551616".parse::<Size>().is_err());
+        assert!("99999999999999999999999999999999999999999999"
+            .parse::<Size>()
+            .is_err());
+    }
+
+    #[test]
+    fn timeouts_past_a_year_are_refused() {
+        for bad in ["18000000000000000000", "366d", "527041m", "31536001"] {
+            assert!(bad.parse::<Timeout>().is_err(), "{bad}");
+        }
+        assert_eq!("31536000".parse::<Timeout>().unwrap().0, MAX_TIMEOUT);
+        assert_eq!(
+            "1.5ms".parse::<Timeout>().unwrap().0,
+            Duration::from_micros(1500)
+        );
+        assert!(serde_json::from_str::<Timeout>("1e19").is_err());
+        assert!(serde_json::from_str::<Timeout>("-1").is_err());
     }
 
     #[test]

@@ -132,6 +132,76 @@ fn a_driver_refusing_a_run_is_an_error_but_keeps_its_instance() {
     );
 }
 
+fn a_driver_exiting_while_a_setsid_child_holds_its_stdout_is_seen_exiting_and_the_child_killed() {
+    let (r, state) = run_faulty("exit-holding-stdout");
+    assert_fault_then_recovery(
+        &r,
+        "exit-holding-stdout",
+        &[
+            "exited while running seq",
+            "exit status: 0",
+            "still held its pipes and were killed",
+        ],
+    );
+    // Seen from its pid, not from an EOF that never comes: well within the
+    // watchdog (timeout 1 s + margin 1.5 s), and not reported as a hang.
+    assert!(
+        r[0].duration < Duration::from_millis(2000),
+        "took {:?}",
+        r[0].duration
+    );
+    let pids = recorded_pids(state.path());
+    assert!(pids.len() >= 3, "pids recorded: {pids:?}");
+    let alive: Vec<i32> = pids.iter().copied().filter(|p| is_alive(*p)).collect();
+    assert!(alive.is_empty(), "processes left alive: {alive:?}");
+}
+
+fn a_driver_answering_with_a_duplicate_key_is_a_protocol_error() {
+    let (r, _s) = run_faulty("duplicate-key");
+    assert_fault_then_recovery(&r, "duplicate-key", &["duplicate key \"seq\""]);
+}
+
+/// The flood goes through the CLI, so the harness's peak RSS is its own
+/// process's (`wait4`), not this test binary's.
+fn a_driver_flooding_stderr_without_line_breaks_costs_the_harness_no_memory() {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    let state = tempfile::tempdir().unwrap();
+    #[allow(clippy::zombie_processes)] // reaped by wait4 below, for its rusage
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sandspec"))
+        .args(["run", "-j", "1", "--driver-cmd"])
+        .arg(driver_cmd("stderr-flood", state.path()))
+        .arg("--cases")
+        .arg(fixtures().join("cases/faults"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to fill.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: wait4 on our own child, with valid pointers; `child` is never
+    // waited for through std.
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+    assert_eq!(r, pid);
+    let text = reader.join().unwrap();
+    let code = std::process::ExitStatus::from_raw(status).code();
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("PASS  fault.trigger"), "{text}");
+    let peak_mib = ru.ru_maxrss / 1024;
+    assert!(
+        peak_mib < 64,
+        "the harness peaked at {peak_mib} MiB while its driver wrote {} MiB to stderr",
+        driver::FLOOD_BYTES >> 20
+    );
+}
+
 /// `s` as one word for `sh` (`--driver-cmd` runs its string with `sh -c`),
 /// so paths with spaces or quotes survive.
 fn sh_quote(s: &str) -> String {
@@ -232,6 +302,18 @@ fn main() {
         (
             "a_driver_refusing_a_run_is_an_error_but_keeps_its_instance",
             a_driver_refusing_a_run_is_an_error_but_keeps_its_instance,
+        ),
+        (
+            "a_driver_exiting_while_a_setsid_child_holds_its_stdout_is_seen_exiting_and_the_child_killed",
+            a_driver_exiting_while_a_setsid_child_holds_its_stdout_is_seen_exiting_and_the_child_killed,
+        ),
+        (
+            "a_driver_answering_with_a_duplicate_key_is_a_protocol_error",
+            a_driver_answering_with_a_duplicate_key_is_a_protocol_error,
+        ),
+        (
+            "a_driver_flooding_stderr_without_line_breaks_costs_the_harness_no_memory",
+            a_driver_flooding_stderr_without_line_breaks_costs_the_harness_no_memory,
         ),
         (
             "drivers_without_ping_fall_back_to_a_refused_run_and_say_why",

@@ -138,7 +138,8 @@ fn command_outside_the_exec_list_fails_like_env_126() {
     assert_eq!(out.outcome, Outcome::Exited { code: 126 });
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("failed to execute /bin/true: Permission denied"),
+        err.contains("failed to execute /bin/true: refused by the policy's exec rules")
+            && err.contains("Permission denied"),
         "{err}"
     );
     let out = sandspec::sandbox::run(&base_policy(), &Command::argv(["/no/such/program"]));

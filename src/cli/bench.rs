@@ -75,7 +75,7 @@ pub fn exec(args: BenchArgs) -> i32 {
     match run(args) {
         Ok(code) => code,
         Err(Bad(msg)) => {
-            eprintln!("sandspec: {msg}");
+            say!("sandspec: {msg}");
             EXIT_USAGE
         }
     }
@@ -100,7 +100,7 @@ fn run(args: BenchArgs) -> Result<i32, Bad> {
         watchdog: Duration::from_secs(30),
     };
     let names: Vec<&str> = targets.iter().map(|t| t.label.as_str()).collect();
-    eprintln!(
+    say!(
         "sandspec bench: /bin/true, bare and {} — {} rounds + {} warm-up, shuffled (seed {seed})",
         names.join(", "),
         args.rounds,
@@ -110,7 +110,7 @@ fn run(args: BenchArgs) -> Result<i32, Bad> {
     let report = match drivers::run(targets, &opts, &mut |i, n| progress.step("rounds", i, n)) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("sandspec: {e}");
+            say!("sandspec: {e}");
             return Ok(1);
         }
     };
@@ -158,7 +158,7 @@ fn run_scaling(args: &BenchArgs, seed: u64) -> Result<i32, Bad> {
         memory_rounds: args.memory_rounds,
         seed,
     };
-    eprintln!(
+    say!(
         "sandspec bench --scaling: /bin/true in the reference sandbox; paths {:?} ({} rounds + {} warm-up), threads {:?} ({} bursts of {} spawns), caller MiB {:?} ({} rounds); seed {seed}",
         opts.paths,
         opts.rounds,
@@ -174,7 +174,7 @@ fn run_scaling(args: &BenchArgs, seed: u64) -> Result<i32, Bad> {
         Ok(r) => r,
         Err(e) => {
             progress.done();
-            eprintln!("sandspec: {e}");
+            say!("sandspec: {e}");
             return Ok(1);
         }
     };
@@ -237,7 +237,7 @@ fn write_json(path: &Path, report: &impl Serialize) -> Result<(), Bad> {
     text.push('\n');
     std::fs::write(path, text)
         .map_err(|e| Bad(format!("failed to write {}: {e}", path.display())))?;
-    eprintln!("sandspec bench: wrote {}", path.display());
+    say!("sandspec bench: wrote {}", path.display());
     Ok(())
 }
 
@@ -384,7 +384,7 @@ impl Progress {
         let tenth = i * 10 / n.max(1);
         let key = (phase.to_string(), tenth);
         if self.last.as_ref() != Some(&key) && (tenth > 0 || i == n) {
-            eprintln!("  {phase}: {i}/{n}");
+            say!("  {phase}: {i}/{n}");
         }
         self.last = Some(key);
     }

@@ -8,8 +8,39 @@ use std::io::{BufRead, Write};
 
 use clap::Args;
 
+use std::sync::{Arc, Mutex};
+
 use crate::driver::protocol::{self, DriverInfo, FromDriver, ToDriver, PROTOCOL_VERSION};
 use crate::driver::reference;
+use crate::harness::interrupt;
+use crate::policy::{Command, Policy, RunOutput};
+use crate::sandbox::{Canceller, RunOptions, Sandbox, Stdio};
+
+/// Runs `command` under `policy` with a canceller published in `active`
+/// for the interrupt hook. A setup failure is the run's outcome, as
+/// [`crate::sandbox::run`] makes it.
+fn run_cancellable(
+    policy: &Policy,
+    command: &Command,
+    active: &Mutex<Option<Canceller>>,
+) -> Result<RunOutput, String> {
+    let sandbox = match Sandbox::new(policy) {
+        Ok(sb) => sb,
+        Err(e) => return Ok(RunOutput::setup_error(e.kind, e.message)),
+    };
+    let c = Canceller::new().map_err(|e| format!("failed to make a canceller: {e}"))?;
+    *active.lock().unwrap_or_else(|p| p.into_inner()) = Some(c.clone());
+    let out = sandbox.run_opts(
+        command,
+        &RunOptions {
+            stdio: Stdio::Capture,
+            cancel: Some(c),
+            grace: std::time::Duration::ZERO,
+        },
+    );
+    *active.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    Ok(out)
+}
 
 /// Arguments of `sandspec driver` (none: it speaks on stdin/stdout).
 #[derive(Debug, Args)]
@@ -18,24 +49,46 @@ pub struct DriverArgs {}
 /// Serves requests until `bye` or EOF. A request that cannot be parsed but
 /// has a `seq` gets an `error` answer; anything else unparseable ends the
 /// session with exit 2 and a message on stderr.
+///
+/// SIGINT, SIGTERM or SIGHUP (the harness stopping its driver) ends it
+/// with 128+N: a run in progress is cancelled first (its whole tree killed
+/// and reaped), and not answered.
 pub fn exec(_args: DriverArgs) -> i32 {
+    if let Err(e) = interrupt::install() {
+        say!("sandspec driver: failed to install the interrupt handlers: {e}");
+        return 2;
+    }
+    // The canceller of the run in progress. An interrupt cancels that run
+    // (the loop then exits); with no run in progress it exits at once.
+    let active: Arc<Mutex<Option<Canceller>>> = Arc::default();
+    let hook_active = Arc::clone(&active);
+    let _hook = interrupt::on_interrupt(move |sig, _| {
+        let guard = hook_active.lock().unwrap_or_else(|p| p.into_inner());
+        match guard.as_ref() {
+            Some(c) => c.cancel(libc::SIGKILL),
+            None => std::process::exit(interrupt::exit_code(sig)),
+        }
+    });
     let stdin = std::io::stdin().lock();
     let mut stdout = std::io::stdout().lock();
     for line in stdin.split(b'\n') {
         let line = match line {
             Ok(l) => l,
             Err(e) => {
-                eprintln!("sandspec driver: failed to read stdin: {e}");
+                say!("sandspec driver: failed to read stdin: {e}");
                 return 2;
             }
         };
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let reply = match serde_json::from_slice::<ToDriver>(&line) {
+        // Duplicate keys are refused here too: `{"env":{"A":"1","A":"2"}}`
+        // must not be read as either.
+        let parsed = protocol::strict_json(&line).and_then(serde_json::from_value::<ToDriver>);
+        let reply = match parsed {
             Ok(ToDriver::Hello { protocol, .. }) => {
                 if protocol != PROTOCOL_VERSION {
-                    eprintln!(
+                    say!(
                         "sandspec driver: the harness speaks protocol {protocol}; \
                          answering with version {PROTOCOL_VERSION}"
                     );
@@ -61,10 +114,18 @@ pub fn exec(_args: DriverArgs) -> i32 {
                 policy,
                 command,
                 ..
-            }) => FromDriver::Result {
-                seq,
-                output: crate::sandbox::run(&policy, &command),
-            },
+            }) => {
+                let reply = match run_cancellable(&policy, &command, &active) {
+                    Ok(output) => FromDriver::Result { seq, output },
+                    Err(message) => FromDriver::Error { seq, message },
+                };
+                // Stopped by an interrupt: the run was cancelled, and its
+                // result would describe the kill, not the case.
+                if let Some(sig) = interrupt::requested() {
+                    return interrupt::exit_code(sig);
+                }
+                reply
+            }
             Ok(ToDriver::Ping { seq }) => FromDriver::Pong { seq },
             Ok(ToDriver::Bye) => return 0,
             Err(e) => {
@@ -77,7 +138,7 @@ pub fn exec(_args: DriverArgs) -> i32 {
                         message: format!("failed to parse the request: {e}"),
                     },
                     None => {
-                        eprintln!(
+                        say!(
                             "sandspec driver: failed to parse a message: {e}: {}",
                             protocol::snippet(&line)
                         );

@@ -33,12 +33,12 @@ pub fn exec(args: DriverCheckArgs) -> i32 {
         (None, Some(name)) => match registry::resolve(name) {
             Ok(s) => s,
             Err(e) => {
-                eprintln!("sandspec: {e}");
+                say!("sandspec: {e}");
                 return EXIT_USAGE;
             }
         },
         (None, None) => {
-            eprintln!("sandspec: give --driver NAME or --driver-cmd CMD");
+            say!("sandspec: give --driver NAME or --driver-cmd CMD");
             return EXIT_USAGE;
         }
     };
@@ -46,7 +46,7 @@ pub fn exec(args: DriverCheckArgs) -> i32 {
     let factory = match spec.factory(exe.as_deref()) {
         Ok(f) => f,
         Err(e) => {
-            eprintln!("sandspec: {e}");
+            say!("sandspec: {e}");
             return EXIT_USAGE;
         }
     };
@@ -239,6 +239,7 @@ fn explain(step: &str, e: &DriverError) -> i32 {
         DriverError::Reported { .. } => {
             "the driver answered with an error message for a plain `echo`"
         }
+        DriverError::Interrupted { .. } => "the check was interrupted; run it again",
     };
     println!("  hint: {hint}");
     1

@@ -37,7 +37,7 @@ pub fn exec(args: ExpectationsArgs) -> i32 {
             let run = match RunFile::load(&from) {
                 Ok(r) => r,
                 Err(e) => {
-                    eprintln!("sandspec: expectations: {e}");
+                    say!("sandspec: expectations: {e}");
                     return super::EXIT_USAGE;
                 }
             };
@@ -47,7 +47,7 @@ pub fn exec(args: ExpectationsArgs) -> i32 {
                     0
                 }
                 Err(e) => {
-                    eprintln!("sandspec: expectations: {e}");
+                    say!("sandspec: expectations: {e}");
                     super::EXIT_USAGE
                 }
             }

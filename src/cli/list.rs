@@ -20,19 +20,22 @@ pub struct ListArgs {
     /// Also print each case's file and upstream references (`refs:`).
     #[arg(long, short = 'v')]
     pub verbose: bool,
+    /// Size limits on what a case generates.
+    #[command(flatten)]
+    pub limits: super::CaseLimitArgs,
 }
 
 /// Runs `sandspec list`: prints `ID  TAGS  SUMMARY` per case; a corpus that
 /// does not load prints its problems and exits 2.
 pub fn exec(args: ListArgs) -> i32 {
     let path = args.cases.unwrap_or_else(corpus::default_cases_dir);
-    let cases = match corpus::load(&path) {
+    let cases = match corpus::load_with(&path, &args.limits.limits()) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("{e}");
-            eprintln!(
+            say!("{e}");
+            say!(
                 "sandspec: failed to load cases from {}: {} problem(s)",
-                path.display(),
+                crate::escape::path(&path),
                 e.problems.len()
             );
             return super::EXIT_USAGE;
@@ -52,11 +55,16 @@ pub fn exec(args: ListArgs) -> i32 {
         .collect();
     let tag_width = tags.iter().map(String::len).max().unwrap_or(0);
     for (c, t) in selected.iter().zip(&tags) {
-        println!("{:width$}  {:tag_width$}  {}", c.case.id, t, c.case.summary);
+        println!(
+            "{:width$}  {:tag_width$}  {}",
+            c.case.id,
+            t,
+            crate::escape::line(&c.case.summary)
+        );
         if args.verbose {
-            println!("{:width$}  file: {}", "", c.path.display());
+            println!("{:width$}  file: {}", "", crate::escape::path(&c.path));
             if !c.case.refs.is_empty() {
-                println!("{:width$}  refs: {}", "", c.case.refs.join(" "));
+                println!("{:width$}  refs: {}", "", crate::escape::line(&c.case.refs.join(" ")));
             }
         }
     }

@@ -3,6 +3,15 @@
 
 use clap::{Parser, Subcommand};
 
+/// `eprintln!` for messages that may carry outside text (paths, arguments,
+/// case text, a driver's words): control characters other than line breaks
+/// and tabs are escaped, so they cannot drive the terminal or forge a log.
+macro_rules! say {
+    ($($t:tt)*) => {
+        eprintln!("{}", $crate::escape::message(&format!($($t)*)))
+    };
+}
+
 pub mod bench;
 pub mod driver;
 pub mod driver_check;
@@ -16,6 +25,29 @@ pub mod sandbox;
 /// Exit code for bad input or configuration (a malformed case file, a broken
 /// driver, an impossible policy).
 pub const EXIT_USAGE: i32 = 2;
+
+/// How large the content a case generates may be (`run` and `list`, which
+/// load the corpus with the same checks).
+#[derive(Debug, Clone, clap::Args)]
+pub struct CaseLimitArgs {
+    /// Largest generated script body a case may ask for
+    /// (`run.script.generated.size`).
+    #[arg(long, value_name = "SIZE", default_value = "64M")]
+    pub max_script_size: crate::policy::Size,
+    /// Largest total size of one case's setup files (`setup.files`).
+    #[arg(long, value_name = "SIZE", default_value = "256M")]
+    pub max_setup_size: crate::policy::Size,
+}
+
+impl CaseLimitArgs {
+    /// The limits for [`crate::corpus::load_with`].
+    pub fn limits(&self) -> crate::corpus::bounds::CaseLimits {
+        crate::corpus::bounds::CaseLimits {
+            script_bytes: self.max_script_size.0,
+            setup_bytes: self.max_setup_size.0,
+        }
+    }
+}
 
 /// sandspec: conformance harness for Linux process sandboxes.
 #[derive(Debug, Parser)]

@@ -17,7 +17,7 @@ pub fn exec(args: ProbeArgs) -> i32 {
         match serde_json::to_string_pretty(&f) {
             Ok(s) => println!("{s}"),
             Err(e) => {
-                eprintln!("sandspec: failed to serialise kernel facts: {e}");
+                say!("sandspec: failed to serialise kernel facts: {e}");
                 return 1;
             }
         }

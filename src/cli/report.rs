@@ -35,14 +35,14 @@ pub fn exec(args: ReportArgs) -> i32 {
         match RunFile::load(p) {
             Ok(r) => runs.push(r),
             Err(e) => {
-                eprintln!("sandspec: report: {e}");
+                say!("sandspec: report: {e}");
                 return super::EXIT_USAGE;
             }
         }
     }
     if args.diff {
         let [old, new] = runs.as_slice() else {
-            eprintln!(
+            say!(
                 "sandspec: report: --diff compares exactly two runs (OLD.json NEW.json), got {}",
                 runs.len()
             );
@@ -56,7 +56,7 @@ pub fn exec(args: ReportArgs) -> i32 {
     let mut wrote = false;
     if let Some(out) = &args.html {
         if let Err(e) = std::fs::write(out, html::render(&m, &args.title)) {
-            eprintln!("sandspec: report: failed to write {}: {e}", out.display());
+            say!("sandspec: report: failed to write {}: {e}", out.display());
             return super::EXIT_USAGE;
         }
         println!("wrote {}", out.display());
@@ -64,7 +64,7 @@ pub fn exec(args: ReportArgs) -> i32 {
     }
     if let Some(out) = &args.markdown {
         if let Err(e) = std::fs::write(out, markdown::render(&m, &args.title)) {
-            eprintln!("sandspec: report: failed to write {}: {e}", out.display());
+            say!("sandspec: report: failed to write {}: {e}", out.display());
             return super::EXIT_USAGE;
         }
         println!("wrote {}", out.display());

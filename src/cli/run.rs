@@ -13,7 +13,7 @@ use crate::driver::registry::{self, DriverSpec};
 use crate::driver::DriverFactory;
 use crate::harness::expectations::Expectations;
 use crate::harness::report::{json, junit, live::Live, summary, use_color, RunInfo};
-use crate::harness::{select, Counts, Harness, HarnessConfig};
+use crate::harness::{interrupt, select, Counts, Harness, HarnessConfig};
 
 /// Arguments of `sandspec run`.
 #[derive(Debug, Args)]
@@ -51,23 +51,38 @@ pub struct RunArgs {
     /// Keep each case's scratch directory.
     #[arg(long)]
     pub keep: bool,
+    /// Size limits on what a case generates.
+    #[command(flatten)]
+    pub limits: super::CaseLimitArgs,
 }
 
 /// Runs `sandspec run`: 0 when everything passed, skipped or failed as
 /// expected; 1 on a failure, error or unexpected pass; 2 on bad input.
 pub fn exec(args: RunArgs) -> i32 {
-    match run(args) {
+    // Before any thread or child is started: CI cancels a job with SIGINT,
+    // then SIGTERM; both stop the run in order (see harness::interrupt).
+    if let Err(e) = interrupt::install() {
+        say!("sandspec: failed to install the interrupt handlers: {e}");
+        return EXIT_USAGE;
+    }
+    let code = match run(args) {
         Ok(code) => code,
         Err(msg) => {
-            eprintln!("sandspec: {msg}");
+            say!("sandspec: {msg}");
             EXIT_USAGE
         }
+    };
+    // Interrupted, the run exits as a process killed by the signal would
+    // be reported (130 for SIGINT, 143 for SIGTERM), whatever it got to.
+    match interrupt::requested() {
+        Some(sig) => interrupt::exit_code(sig),
+        None => code,
     }
 }
 
 fn run(args: RunArgs) -> Result<i32, String> {
     let path = args.cases.clone().unwrap_or_else(corpus::default_cases_dir);
-    let all = load_cases(&path)?;
+    let all = load_cases(&path, &args.limits.limits())?;
     let filter = args
         .filter
         .as_deref()
@@ -112,10 +127,11 @@ fn run(args: RunArgs) -> Result<i32, String> {
     config.keep = args.keep;
     let harness =
         Harness::new(config).map_err(|e| format!("failed to start the harness runtime: {e}"))?;
-    let info = RunInfo {
+    let mut info = RunInfo {
         driver: spec.name(),
         backend,
         kernel: crate::kernel::probe(),
+        interrupted: None,
     };
     println!(
         "running {} case(s) against driver {} ({} {}), {} job(s)",
@@ -134,6 +150,7 @@ fn run(args: RunArgs) -> Result<i32, String> {
         &mut |r| live.on_result(r),
     );
     live.finish();
+    info.interrupted = interrupt::requested();
     use std::io::IsTerminal;
     print!(
         "{}",
@@ -148,8 +165,8 @@ fn run(args: RunArgs) -> Result<i32, String> {
     Ok(if Counts::of(&results).gate_ok() { 0 } else { 1 })
 }
 
-fn load_cases(path: &Path) -> Result<Vec<LoadedCase>, String> {
-    corpus::load(path).map_err(|e| {
+fn load_cases(path: &Path, limits: &corpus::bounds::CaseLimits) -> Result<Vec<LoadedCase>, String> {
+    corpus::load_with(path, limits).map_err(|e| {
         format!(
             "failed to load cases from {}: {} problem(s):\n{e}",
             path.display(),

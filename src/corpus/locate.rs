@@ -48,6 +48,9 @@ pub struct Index {
     nodes: HashMap<String, Pos>,
     /// Every scalar, in document order.
     scalars: Vec<ScalarAt>,
+    /// Every explicit tag (`!custom`, `!!binary`, `!<tag:…>`), as written,
+    /// with the position of the node it is on.
+    tags: Vec<(Pos, String)>,
 }
 
 impl Index {
@@ -67,6 +70,15 @@ impl Index {
                 break;
             };
             let at = pos(span.start.line(), span.start.col());
+            if let Event::Scalar(.., Some(tag))
+            | Event::MappingStart(.., Some(tag))
+            | Event::SequenceStart(.., Some(tag)) = &event
+            {
+                let tag_at = span.tag_start().map_or(at, |m| pos(m.line(), m.col()));
+                index
+                    .tags
+                    .push((tag_at, format!("{}{}", tag.original_handle(), tag.suffix())));
+            }
             match event {
                 Event::DocumentEnd => break,
                 Event::Scalar(value, ..) => {
@@ -141,6 +153,14 @@ impl Index {
     /// Every scalar, keys included, in document order.
     pub fn scalars(&self) -> &[ScalarAt] {
         &self.scalars
+    }
+
+    /// Every explicit YAML tag in the document and where its node is. The
+    /// case format has no use for tags, and a tag can change what a value
+    /// means (`!!binary`, `!!float`) or name a type a loader would build, so
+    /// the loader refuses them.
+    pub fn tags(&self) -> &[(Pos, String)] {
+        &self.tags
     }
 }
 

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use serde_saphyr::{DefaultMessageFormatter, MessageFormatter};
 
+pub mod bounds;
 pub mod case;
 pub mod locate;
 pub mod matcher;
@@ -58,10 +59,10 @@ impl fmt::Display for Problem {
         write!(
             f,
             "{}:{}:{}: {}",
-            self.file.display(),
+            crate::escape::path(&self.file),
             self.line,
             self.col,
-            self.message
+            crate::escape::line(&self.message)
         )
     }
 }
@@ -107,6 +108,12 @@ pub fn default_cases_dir() -> PathBuf {
 /// not exist, an `expect.oracles` key not listed in `oracles` are all
 /// errors. Every problem of every file is collected, not just the first.
 pub fn load(path: &Path) -> Result<Vec<LoadedCase>, CorpusError> {
+    load_with(path, &bounds::CaseLimits::default())
+}
+
+/// [`load`], with `limits` on the sizes a case may generate instead of the
+/// defaults (see [`bounds`]).
+pub fn load_with(path: &Path, limits: &bounds::CaseLimits) -> Result<Vec<LoadedCase>, CorpusError> {
     let mut problems = Vec::new();
     let files = match case_files(path) {
         Ok(f) => f,
@@ -124,14 +131,14 @@ pub fn load(path: &Path) -> Result<Vec<LoadedCase>, CorpusError> {
     let mut cases = Vec::new();
     let mut ids: HashMap<String, (PathBuf, Pos)> = HashMap::new();
     for file in files {
-        let text = match std::fs::read_to_string(&file) {
+        let text = match crate::input::read_text(&file) {
             Ok(t) => t,
             Err(e) => {
                 problems.push(Problem {
                     file: file.clone(),
                     line: 1,
                     col: 1,
-                    message: format!("failed to read case file: {e}"),
+                    message: input_problem(e),
                 });
                 continue;
             }
@@ -150,6 +157,16 @@ pub fn load(path: &Path) -> Result<Vec<LoadedCase>, CorpusError> {
         }
         for (first_line, doc) in docs {
             let offset = first_line - 1;
+            let ix = Index::build(doc, offset);
+            if !ix.tags().is_empty() {
+                for (pos, tag) in ix.tags() {
+                    push(
+                        *pos,
+                        format!("YAML tag {tag:?} is not allowed: case files use plain values"),
+                    );
+                }
+                continue;
+            }
             let case = match parse(doc) {
                 Ok(c) => c,
                 Err((pos, message)) => {
@@ -167,8 +184,10 @@ pub fn load(path: &Path) -> Result<Vec<LoadedCase>, CorpusError> {
                     continue;
                 }
             };
-            let ix = Index::build(doc, offset);
             for (pos, message) in validate::check(&case, &ix) {
+                push(pos, message);
+            }
+            for (pos, message) in bounds::check(&case, &ix, limits) {
                 push(pos, message);
             }
             let id_pos = ix.value("id").unwrap_or(Pos {
@@ -277,13 +296,33 @@ fn has_content(doc: &str) -> bool {
     })
 }
 
+/// A read failure as a problem's message: the file is already named in
+/// front of it.
+fn input_problem(e: crate::input::InputError) -> String {
+    use crate::input::InputError;
+    match e {
+        InputError::NotRegular { kind, .. } => {
+            format!("failed to read case file: it is {kind}, not a regular file")
+        }
+        InputError::TooLarge { limit, .. } => {
+            format!("failed to read case file: it is larger than {limit} bytes")
+        }
+        InputError::NotText { source, .. } => {
+            format!("failed to read case file: it is not UTF-8 text ({source})")
+        }
+        InputError::Io { source, .. } => format!("failed to read case file: {source}"),
+    }
+}
+
 fn case_files(path: &Path) -> Result<Vec<PathBuf>, String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("failed to read cases: {e}"))?;
     if !meta.is_dir() {
+        // Checked when it is read: a FIFO or a device is refused there,
+        // never opened for reading.
         return Ok(vec![path.to_path_buf()]);
     }
     let mut out = Vec::new();
-    walk(path, &mut out)?;
+    walk(path, &mut out, &mut Vec::new())?;
     out.sort();
     if out.is_empty() {
         return Err("failed to read cases: no *.yaml or *.yml file in this directory".into());
@@ -295,12 +334,26 @@ fn case_files(path: &Path) -> Result<Vec<PathBuf>, String> {
 /// registrations and per-backend expectation files.
 pub const NOT_CASES: &[&str] = &["drivers", "expectations"];
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
+/// Collects case files below `dir`. `ancestors` holds the (device, inode)
+/// of every directory being walked, so a symlink back up the tree is an
+/// error instead of endless recursion.
+fn walk(dir: &Path, out: &mut Vec<PathBuf>, ancestors: &mut Vec<(u64, u64)>) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let show = crate::escape::path;
+    let meta = std::fs::metadata(dir)
+        .map_err(|e| format!("failed to read directory {}: {e}", show(dir)))?;
+    let id = (meta.dev(), meta.ino());
+    if ancestors.contains(&id) {
+        return Err(format!(
+            "failed to read directory {}: it leads back to a directory above it (a symlink loop)",
+            show(dir)
+        ));
+    }
+    ancestors.push(id);
     let entries = std::fs::read_dir(dir)
-        .map_err(|e| format!("failed to read directory {}: {e}", dir.display()))?;
+        .map_err(|e| format!("failed to read directory {}: {e}", show(dir)))?;
     for entry in entries {
-        let entry =
-            entry.map_err(|e| format!("failed to read directory {}: {e}", dir.display()))?;
+        let entry = entry.map_err(|e| format!("failed to read directory {}: {e}", show(dir)))?;
         let p = entry.path();
         if entry.file_name().to_string_lossy().starts_with('.') {
             continue;
@@ -309,11 +362,12 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
             if NOT_CASES.contains(&entry.file_name().to_string_lossy().as_ref()) {
                 continue;
             }
-            walk(&p, out)?;
+            walk(&p, out, ancestors)?;
         } else if matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
             out.push(p);
         }
     }
+    ancestors.pop();
     Ok(())
 }
 

@@ -125,7 +125,9 @@ fn context(e: io::Error, what: &str, p: &Path) -> io::Error {
 /// or generated body; `stdin` becomes the command's input.
 pub fn command(run: &Run) -> Result<Command, String> {
     let program = match (&run.argv, &run.script) {
-        (Some(argv), None) if !argv.is_empty() => Program::Argv(argv.clone()),
+        (Some(argv), None) if !argv.is_empty() => {
+            Program::Argv(argv.iter().map(Into::into).collect())
+        }
         (Some(_), None) => return Err("run.argv must not be empty".into()),
         (None, Some(script)) => {
             if script.interpreter.is_empty() {
@@ -159,7 +161,19 @@ pub fn generate(g: &GeneratedBody) -> Result<String, String> {
         .map_err(|_| format!("run.script.generated.size {} is too large", g.size))?;
     let need = size.saturating_sub(g.tail.len());
     let copies = need.div_ceil(g.filler.len());
-    let mut body = String::with_capacity(copies * g.filler.len() + g.tail.len());
+    // The loader bounds the size (see `bounds`); a Case built by other code
+    // gets an error here rather than an abort on a failed allocation.
+    let mut body = String::new();
+    copies
+        .checked_mul(g.filler.len())
+        .and_then(|n| n.checked_add(g.tail.len()))
+        .and_then(|n| body.try_reserve_exact(n).ok())
+        .ok_or_else(|| {
+            format!(
+                "failed to generate the script body: {} bytes do not fit in memory",
+                g.size
+            )
+        })?;
     for _ in 0..copies {
         body.push_str(&g.filler);
     }

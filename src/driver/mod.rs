@@ -101,6 +101,15 @@ pub enum DriverError {
         /// What was wrong.
         why: String,
     },
+    /// The run was interrupted (SIGINT, SIGTERM, SIGHUP): the driver was
+    /// stopped before it answered.
+    #[error("driver {driver} was stopped: the run was interrupted by {signal}")]
+    Interrupted {
+        /// The driver.
+        driver: String,
+        /// The signal's name.
+        signal: String,
+    },
     /// The driver answered with an `error` message: it could not run this
     /// request, but is still usable.
     #[error("driver {driver} could not run the case: {message}")]

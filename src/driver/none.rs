@@ -97,7 +97,7 @@ fn run_plain(
     // A script body goes into a file, never into argv (ARG_MAX).
     let mut _script_file = None;
     let argv: Vec<std::ffi::OsString> = match &req.command.program {
-        Program::Argv(a) => a.iter().map(Into::into).collect(),
+        Program::Argv(a) => a.clone(),
         Program::Script(s) => {
             let file = match write_script(&s.body) {
                 Ok(f) => f,
@@ -227,6 +227,10 @@ fn run_plain(
             driver: "none".into(),
             why: format!("failed to collect the command's output: {e}"),
         },
+        Collect::Interrupted(sig) => DriverError::Interrupted {
+            driver: "none".into(),
+            signal: crate::harness::interrupt::name(sig),
+        },
     })
 }
 
@@ -242,6 +246,8 @@ fn write_script(body: &str) -> std::io::Result<tempfile::NamedTempFile> {
 enum Collect {
     Hung,
     Io(std::io::Error),
+    /// The run was interrupted by this signal (the loop checks every 20 ms).
+    Interrupted(i32),
 }
 
 /// One captured stream: kept up to the cap, the rest read and dropped.
@@ -359,6 +365,10 @@ fn collect(
                 kill_group(pid);
                 let _ = child.wait();
                 return Err(Collect::Hung);
+            } else if let Some(sig) = crate::harness::interrupt::requested() {
+                kill_group(pid);
+                let _ = child.wait();
+                return Err(Collect::Interrupted(sig));
             }
         }
         if let Some(t) = ended {

@@ -18,18 +18,30 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::child::{exited_within, kill_and_reap, kill_group};
+use super::child::{exited_within, kill_group, kill_pipe_holders, pipe_inode, terminate_and_reap};
 use super::protocol::{self, Reply, ToDriver, MAX_LINE_BYTES, PROTOCOL_VERSION};
 use super::{Driver, DriverError, DriverFactory, Hello, Ping, RunRequest};
 use crate::corpus::case::SimulatedLandlock;
 use crate::policy::RunOutput;
 use crate::sandbox::simulate::NoLandlock;
 
-/// Lines of the driver's stderr kept for error messages.
+/// Lines of the driver's stderr quoted in error messages.
 const STDERR_LINES: usize = 12;
+
+/// Bytes of the driver's stderr kept (the end of it): whatever a driver
+/// writes, with or without line breaks, the harness holds at most this.
+pub const STDERR_TAIL_BYTES: usize = 64 << 10;
 
 /// How long a driver gets to exit after `bye` before its group is killed.
 const BYE_GRACE: Duration = Duration::from_secs(2);
+
+/// How long a driver that is stopped (a fault, an interrupt) gets between
+/// SIGTERM and SIGKILL: time to tear down what it started.
+pub const STOP_GRACE: Duration = Duration::from_secs(1);
+
+/// After the driver's own process has exited, how long lines it wrote
+/// before exiting may still be on their way through the reader thread.
+const EXIT_DRAIN: Duration = Duration::from_millis(200);
 
 /// Makes [`ProcessDriver`]s: how to start the program.
 #[derive(Debug, Clone)]
@@ -101,12 +113,30 @@ impl ProcessFactory {
         let (Some(stdin), Some(stdout), Some(stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
-            kill_and_reap(&mut child);
+            terminate_and_reap(&mut child, Duration::ZERO);
             return Err(start_err("failed to open the driver's pipes".into()));
         };
+        // The driver's stdio pipes, by inode: whatever still holds one after
+        // the driver is gone was started by it (see `kill_pipe_holders`).
+        let pipes: Vec<u64> = [pipe_inode(&stdin), pipe_inode(&stdout), pipe_inode(&stderr)]
+            .into_iter()
+            .flatten()
+            .collect();
         let (to_tx, to_rx) = mpsc::channel::<Vec<u8>>();
         std::thread::spawn(move || writer(stdin, to_rx));
         let (from_tx, from_rx) = mpsc::channel();
+        // The driver's exit is seen from its pid, not from EOF on its
+        // stdout, which a process it started may hold open.
+        if let Some(pidfd) = crate::pidfd::open(child.id() as i32) {
+            let tx = from_tx.clone();
+            std::thread::spawn(move || watch_exit(pidfd, tx));
+        }
+        let hook_tx = Mutex::new(from_tx.clone());
+        let interrupt = crate::harness::interrupt::on_interrupt(move |sig, _| {
+            if let Ok(tx) = hook_tx.lock() {
+                let _ = tx.send(Line::Interrupted(sig));
+            }
+        });
         std::thread::spawn(move || reader(stdout, from_tx));
         let tail = Arc::new(Mutex::new(VecDeque::new()));
         let tail2 = Arc::clone(&tail);
@@ -126,6 +156,9 @@ impl ProcessFactory {
             hello: None,
             broken: false,
             reaped: false,
+            exited_at: None,
+            pipes,
+            _interrupt: interrupt,
             hello_timeout: self.hello_timeout,
         })
     }
@@ -141,12 +174,34 @@ impl DriverFactory for ProcessFactory {
     }
 }
 
-/// What the stdout reader thread passes on.
+/// What the stdout reader thread (and the exit watcher, and the
+/// interrupt hook) pass on.
 enum Line {
     Data(Vec<u8>),
     TooLong,
     Eof,
     Failed(std::io::Error),
+    /// The driver's own process has exited (its pidfd turned readable).
+    Exited,
+    /// The run was interrupted by this signal.
+    Interrupted(i32),
+}
+
+/// Waits for the driver's pidfd to turn readable (its process exited).
+fn watch_exit(pidfd: std::os::fd::OwnedFd, tx: Sender<Line>) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    loop {
+        let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(n) if n > 0 => {
+                let _ = tx.send(Line::Exited);
+                return;
+            }
+            Err(nix::errno::Errno::EINTR) | Ok(_) => {}
+            Err(_) => return,
+        }
+    }
 }
 
 fn writer(mut stdin: std::process::ChildStdin, rx: Receiver<Vec<u8>>) {
@@ -187,26 +242,53 @@ fn reader(stdout: std::process::ChildStdout, tx: Sender<Line>) {
     }
 }
 
-fn stderr_keeper(stderr: std::process::ChildStderr, tail: Arc<Mutex<VecDeque<String>>>) {
-    let r = BufReader::new(stderr);
-    for line in r.split(b'\n') {
-        let Ok(line) = line else { return };
-        let mut s = String::from_utf8_lossy(&line).into_owned();
-        if s.len() > 300 {
-            let mut cut = 300;
-            while !s.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            s.truncate(cut);
-            s.push('…');
-        }
-        if let Ok(mut t) = tail.lock() {
-            if t.len() == STDERR_LINES {
-                t.pop_front();
-            }
-            t.push_back(s);
-        }
+/// Reads the driver's stderr to its end, keeping the last
+/// [`STDERR_TAIL_BYTES`] bytes in `tail`.
+fn stderr_keeper(mut stderr: std::process::ChildStderr, tail: Arc<Mutex<VecDeque<u8>>>) {
+    let mut buf = vec![0u8; 16 << 10];
+    loop {
+        let n = match stderr.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return,
+        };
+        let mut t = match tail.lock() {
+            Ok(t) => t,
+            Err(p) => p.into_inner(),
+        };
+        keep_tail(&mut t, &buf[..n], STDERR_TAIL_BYTES);
     }
+}
+
+/// Appends `data` to `tail`, dropping from the front past `cap` bytes.
+fn keep_tail(tail: &mut VecDeque<u8>, data: &[u8], cap: usize) {
+    let data = &data[data.len().saturating_sub(cap)..];
+    let over = (tail.len() + data.len()).saturating_sub(cap);
+    tail.drain(..over.min(tail.len()));
+    tail.extend(data);
+}
+
+/// The last [`STDERR_LINES`] non-blank lines of `tail`, each cut to 300
+/// characters, control characters escaped.
+fn tail_lines(tail: &VecDeque<u8>) -> Vec<String> {
+    let bytes: Vec<u8> = tail.iter().copied().collect();
+    let mut lines: Vec<String> = bytes
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+        .rev()
+        .take(STDERR_LINES)
+        .map(|l| {
+            let l = l.strip_suffix(b"\r").unwrap_or(l);
+            let mut s = crate::escape::bytes(&l[..l.len().min(300)]);
+            if l.len() > 300 {
+                s.push('…');
+            }
+            s
+        })
+        .collect();
+    lines.reverse();
+    lines
 }
 
 /// A running external driver.
@@ -215,12 +297,18 @@ pub struct ProcessDriver {
     child: Child,
     to_driver: Option<Sender<Vec<u8>>>,
     from_driver: Receiver<Line>,
-    stderr_tail: Arc<Mutex<VecDeque<String>>>,
+    stderr_tail: Arc<Mutex<VecDeque<u8>>>,
     /// Disconnected once the stderr keeper has read everything.
     stderr_done: Receiver<()>,
     hello: Option<Hello>,
     broken: bool,
     reaped: bool,
+    /// When the driver's process was seen to exit.
+    exited_at: Option<Instant>,
+    /// Inodes of the driver's stdio pipes.
+    pipes: Vec<u64>,
+    /// Wakes `next_line` on an interrupt; removed with the instance.
+    _interrupt: crate::harness::interrupt::HookGuard,
     hello_timeout: Duration,
 }
 
@@ -245,10 +333,10 @@ impl ProcessDriver {
             Ok(t) => t,
             Err(p) => p.into_inner(),
         };
-        if t.is_empty() {
+        let lines = tail_lines(&t);
+        if lines.is_empty() {
             String::new()
         } else {
-            let lines: Vec<&str> = t.iter().map(String::as_str).collect();
             format!("; its last stderr lines: {}", lines.join(" | "))
         }
     }
@@ -259,13 +347,22 @@ impl ProcessDriver {
         e
     }
 
+    /// Stops the driver: SIGTERM to its group, [`STOP_GRACE`] (none when an
+    /// interrupt is repeated), SIGKILL, reap; then kills whatever still
+    /// holds its pipes.
     fn kill(&mut self) {
         self.broken = true;
         self.to_driver = None;
         if !self.reaped {
-            kill_and_reap(&mut self.child);
+            let grace = match crate::harness::interrupt::escalation() {
+                Some(crate::harness::interrupt::Escalation::Now) => Duration::ZERO,
+                _ if self.exited_at.is_some() => Duration::ZERO,
+                _ => STOP_GRACE,
+            };
+            terminate_and_reap(&mut self.child, grace);
             self.reaped = true;
         }
+        kill_pipe_holders(&self.pipes);
     }
 
     fn protocol_error(&mut self, why: String) -> DriverError {
@@ -279,19 +376,26 @@ impl ProcessDriver {
         self.fault(e)
     }
 
-    /// The driver closed stdout: say how it ended.
+    /// The driver exited, or closed its stdout: say how it ended, and
+    /// what of it was left behind.
     fn died(&mut self, during: &str) -> DriverError {
         let pid = self.child.id();
         let exited = exited_within(pid, Duration::from_secs(1));
         kill_group(pid);
         let status = self.child.wait();
         self.reaped = true;
+        let holders = kill_pipe_holders(&self.pipes);
         let how = match status {
             Ok(s) if exited => format!("{s}"),
             Ok(_) => "closed its stdout and was killed".into(),
             Err(e) => format!("could not be waited for: {e}"),
         };
-        let why = format!("{during}: {how}{}", self.stderr_tail());
+        let left = if holders.is_empty() {
+            String::new()
+        } else {
+            format!("; process(es) it started still held its pipes and were killed: {holders:?}")
+        };
+        let why = format!("{during}: {how}{left}{}", self.stderr_tail());
         let e = DriverError::Died {
             driver: self.name.clone(),
             why,
@@ -315,13 +419,32 @@ impl ProcessDriver {
         during: &str,
     ) -> Result<Vec<u8>, DriverError> {
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
+            // Once the driver has exited, only lines already on their way
+            // are waited for.
+            let until = match self.exited_at {
+                Some(t) => deadline.min(t + EXIT_DRAIN),
+                None => deadline,
+            };
+            let left = until.saturating_duration_since(Instant::now());
             match self.from_driver.recv_timeout(left) {
                 Ok(Line::Data(l)) => {
                     if l.iter().all(u8::is_ascii_whitespace) {
                         continue;
                     }
                     return Ok(l);
+                }
+                Ok(Line::Exited) => {
+                    self.exited_at.get_or_insert_with(Instant::now);
+                }
+                Err(RecvTimeoutError::Timeout) if self.exited_at.is_some() => {
+                    return Err(self.died(&format!("exited {during}")))
+                }
+                Ok(Line::Interrupted(sig)) => {
+                    let e = DriverError::Interrupted {
+                        driver: self.name.clone(),
+                        signal: crate::harness::interrupt::name(sig),
+                    };
+                    return Err(self.fault(e));
                 }
                 Ok(Line::TooLong) => {
                     return Err(self.protocol_error(format!(
@@ -460,6 +583,43 @@ impl Drop for ProcessDriver {
             self.to_driver = None; // EOF on the driver's stdin
             exited_within(self.child.id(), BYE_GRACE);
         }
-        kill_and_reap(&mut self.child);
+        terminate_and_reap(&mut self.child, Duration::ZERO);
+        kill_pipe_holders(&self.pipes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stderr_tail_is_bounded_whatever_is_written() {
+        let mut t = VecDeque::new();
+        // One huge line without a break, in chunks.
+        for _ in 0..100 {
+            keep_tail(&mut t, &[b'a'; 10_000], 4096);
+            assert!(t.len() <= 4096);
+        }
+        keep_tail(&mut t, b"\nlast words\n", 4096);
+        assert_eq!(t.len(), 4096);
+        let lines = tail_lines(&t);
+        assert_eq!(lines.last().map(String::as_str), Some("last words"));
+        assert!(lines[0].ends_with('…') && lines[0].chars().count() == 301);
+        // A chunk larger than the cap keeps its end.
+        let mut t = VecDeque::new();
+        keep_tail(&mut t, b"0123456789", 4);
+        assert_eq!(t.iter().copied().collect::<Vec<_>>(), b"6789");
+    }
+
+    #[test]
+    fn stderr_lines_quote_the_last_ones_escaped() {
+        let mut t = VecDeque::new();
+        let text: String = (0..20).map(|i| format!("line {i}\r\n\n")).collect();
+        keep_tail(&mut t, text.as_bytes(), STDERR_TAIL_BYTES);
+        keep_tail(&mut t, b"\x1b[2J\xff", STDERR_TAIL_BYTES);
+        let lines = tail_lines(&t);
+        assert_eq!(lines.len(), STDERR_LINES);
+        assert_eq!(lines[0], "line 9");
+        assert_eq!(lines[STDERR_LINES - 1], "\\x1b[2J\\xff");
     }
 }

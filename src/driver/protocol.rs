@@ -161,9 +161,82 @@ const RESULT_FIELDS: &[&str] = &[
     "duration_us",
 ];
 
+/// A JSON value parsed like `serde_json::Value`, except that an object
+/// with the same key twice, at any depth, is an error: readers disagree on
+/// which of the two counts (serde_json keeps the last, others the first),
+/// so a message that says two things must not be read as either.
+struct Strict(Value);
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Strict;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Strict, E> {
+                Ok(Strict(Value::Bool(v)))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Strict, E> {
+                Ok(Strict(Value::from(v)))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Strict, E> {
+                Ok(Strict(Value::from(v)))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Strict, E> {
+                Ok(Strict(Value::from(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Strict, E> {
+                Ok(Strict(Value::String(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Strict, E> {
+                Ok(Strict(Value::String(v)))
+            }
+            fn visit_unit<E>(self) -> Result<Strict, E> {
+                Ok(Strict(Value::Null))
+            }
+            fn visit_none<E>(self) -> Result<Strict, E> {
+                Ok(Strict(Value::Null))
+            }
+            fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Strict, D::Error> {
+                Strict::deserialize(d)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Strict, A::Error> {
+                let mut v = Vec::new();
+                while let Some(Strict(x)) = a.next_element()? {
+                    v.push(x);
+                }
+                Ok(Strict(Value::Array(v)))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Strict, A::Error> {
+                let mut m = Map::new();
+                while let Some(k) = a.next_key::<String>()? {
+                    let Strict(v) = a.next_value()?;
+                    if m.contains_key(&k) {
+                        return Err(serde::de::Error::custom(format!(
+                            "duplicate key {:?}",
+                            crate::escape::line(&k)
+                        )));
+                    }
+                    m.insert(k, v);
+                }
+                Ok(Strict(Value::Object(m)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Parses one protocol line into a JSON value, refusing duplicate keys at
+/// any depth (see [`Strict`]). For both ends of the protocol.
+pub fn strict_json(line: &[u8]) -> Result<Value, serde_json::Error> {
+    serde_json::from_slice::<Strict>(line).map(|Strict(v)| v)
+}
+
 /// Parses one line from a driver; the error says what is wrong with it.
 pub fn parse_reply(line: &[u8]) -> Result<Reply, String> {
-    let v: Value = serde_json::from_slice(line)
+    let v: Value = strict_json(line)
         .map_err(|e| format!("printed a line that is not JSON ({e}): {}", snippet(line)))?;
     let Value::Object(mut obj) = v else {
         return Err(format!(
@@ -403,6 +476,26 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("\"exit\""), "{e}");
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_at_any_depth() {
+        for line in [
+            &br#"{"type":"pong","seq":1,"seq":2}"#[..],
+            br#"{"type":"result","seq":3,"outcome":{"exited":{"code":0,"code":1}},"stdout_b64":"","stderr_b64":"","duration_us":5}"#,
+            br#"{"type":"hello","protocol":1,"driver":{"name":"x","version":"1"},"capabilities":[],"type":"hello"}"#,
+        ] {
+            let e = parse_reply(line).unwrap_err();
+            assert!(e.contains("duplicate key"), "{e}");
+        }
+        // The same key in sibling objects is fine.
+        let ok = br#"{"type":"result","seq":3,"outcome":{"exited":{"code":0}},"stdout_b64":"","stderr_b64":"","filtered_paths":[],"duration_us":5}"#;
+        assert!(parse_reply(ok).is_ok());
+        let v = strict_json(br#"[{"a":1},{"a":2.5,"b":[null,true,-3,"s"]}]"#).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!([{"a":1},{"a":2.5,"b":[null,true,-3,"s"]}])
+        );
     }
 
     #[test]

@@ -9,14 +9,16 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::mpsc;
-use std::time::Duration;
+use std::sync::{mpsc, Mutex};
+use std::time::{Duration, Instant};
 
 use super::process::ProcessFactory;
 use super::{Driver, DriverError, DriverFactory, Hello, RunRequest};
 use crate::corpus::case::{Capability, SimulatedLandlock};
+use crate::harness::interrupt;
 use crate::policy::RunOutput;
 use crate::sandbox::Mutant;
+use crate::sandbox::{Canceller, RunOptions, Sandbox, Stdio};
 
 /// The backend name the reference sandbox gives in its handshake, in
 /// process and behind the protocol alike.
@@ -225,38 +227,116 @@ impl Driver for ReferenceDriver {
 
     fn run(&mut self, req: &RunRequest, watchdog: Duration) -> Result<RunOutput, DriverError> {
         // The sandbox enforces the policy's timeout itself; the watchdog
-        // guards against the sandbox hanging. A hung call cannot be
-        // cancelled, so its thread is left behind and the case is an error.
+        // guards against the sandbox hanging, and an interrupt stops the
+        // run. Either way the run is cancelled (its whole tree killed and
+        // reaped by the supervisor) and waited for before the case is
+        // reported: nothing it started outlives it.
+        let err = |why: String| DriverError::Start {
+            driver: "reference".into(),
+            why,
+        };
+        let canceller =
+            Canceller::new().map_err(|e| err(format!("failed to make a canceller: {e}")))?;
         let (tx, rx) = mpsc::channel();
         let policy = req.policy.clone();
         let command = req.command.clone();
         let mutant = self.mutant;
+        let opts = RunOptions {
+            stdio: Stdio::Capture,
+            cancel: Some(canceller.clone()),
+            grace: Duration::ZERO,
+        };
+        let done = tx.clone();
         std::thread::Builder::new()
             .name(format!("reference:{}", req.case))
             .spawn(move || {
-                let out = match mutant {
-                    None => crate::sandbox::run(&policy, &command),
-                    Some(m) => match crate::sandbox::Sandbox::new_mutant(&policy, m) {
-                        Ok(sb) => sb.run(&command),
-                        Err(e) => RunOutput::setup_error(e.kind, e.message),
-                    },
+                let sandbox = match mutant {
+                    None => Sandbox::new(&policy),
+                    Some(m) => Sandbox::new_mutant(&policy, m),
                 };
-                let _ = tx.send(out);
+                let out = match sandbox {
+                    Ok(sb) => sb.run_opts(&command, &opts),
+                    Err(e) => RunOutput::setup_error(e.kind, e.message),
+                };
+                let _ = done.send(Msg::Done(out));
             })
-            .map_err(|e| DriverError::Start {
-                driver: "reference".into(),
-                why: format!("failed to start a thread: {e}"),
-            })?;
-        match rx.recv_timeout(watchdog) {
-            Ok(out) => Ok(out),
-            Err(mpsc::RecvTimeoutError::Timeout) => Err(DriverError::Hung {
+            .map_err(|e| err(format!("failed to start a thread: {e}")))?;
+        let hook_tx = Mutex::new(tx);
+        let _hook = interrupt::on_interrupt(move |sig, _| {
+            if let Ok(tx) = hook_tx.lock() {
+                let _ = tx.send(Msg::Interrupted(sig));
+            }
+        });
+        let deadline = Instant::now() + watchdog;
+        // Why the run is being stopped, and until when it may take to end.
+        let mut stopping: Option<(Stop, Instant)> = None;
+        loop {
+            let until = stopping.as_ref().map_or(deadline, |(_, t)| *t);
+            let msg = rx.recv_timeout(until.saturating_duration_since(Instant::now()));
+            match (msg, stopping) {
+                (Ok(Msg::Done(out)), None) => return Ok(out),
+                (Ok(Msg::Done(_)), Some((why, _))) => return Err(why.error(watchdog, true)),
+                (Ok(Msg::Interrupted(sig)), None) => {
+                    canceller.cancel(libc::SIGKILL);
+                    stopping = Some((Stop::Interrupted(sig), Instant::now() + STOP_WAIT));
+                }
+                (Ok(Msg::Interrupted(_)), Some(_)) => {}
+                (Err(mpsc::RecvTimeoutError::Timeout), None) => {
+                    canceller.cancel(libc::SIGKILL);
+                    stopping = Some((Stop::Watchdog, Instant::now() + STOP_WAIT));
+                }
+                (Err(mpsc::RecvTimeoutError::Timeout), Some((why, _))) => {
+                    // The supervisor did not end even after the kill: the
+                    // thread is left behind (a kernel or sandbox bug).
+                    return Err(why.error(watchdog, false));
+                }
+                (Err(mpsc::RecvTimeoutError::Disconnected), _) => {
+                    return Err(DriverError::Died {
+                        driver: "reference".into(),
+                        why: "the sandbox panicked".into(),
+                    })
+                }
+            }
+        }
+    }
+}
+
+/// How long a cancelled run may take to end: the supervisor kills and
+/// reaps the tree, which takes milliseconds; this bounds a bug.
+const STOP_WAIT: Duration = Duration::from_secs(10);
+
+/// What the run's thread and the interrupt hook say.
+enum Msg {
+    Done(RunOutput),
+    Interrupted(i32),
+}
+
+/// Why a run was cancelled.
+#[derive(Debug, Clone, Copy)]
+enum Stop {
+    Watchdog,
+    Interrupted(i32),
+}
+
+impl Stop {
+    /// The case's error; `ended`: the tree was killed and reaped.
+    fn error(self, watchdog: Duration, ended: bool) -> DriverError {
+        match (self, ended) {
+            (Stop::Watchdog, true) => DriverError::Hung {
                 driver: "reference".into(),
                 after: watchdog,
-            }),
-            Err(mpsc::RecvTimeoutError::Disconnected) => Err(DriverError::Died {
+            },
+            (Stop::Watchdog, false) => DriverError::Died {
                 driver: "reference".into(),
-                why: "the sandbox panicked".into(),
-            }),
+                why: format!(
+                    "the run outlived its {watchdog:?} watchdog and did not end within \
+                     {STOP_WAIT:?} of being killed"
+                ),
+            },
+            (Stop::Interrupted(sig), _) => DriverError::Interrupted {
+                driver: "reference".into(),
+                signal: interrupt::name(sig),
+            },
         }
     }
 }

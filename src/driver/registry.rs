@@ -86,12 +86,9 @@ pub fn resolve_in(drivers_dir: &Path, name: &str) -> Result<DriverSpec, String> 
     let dir = std::path::absolute(drivers_dir.join(name))
         .map_err(|e| format!("failed to resolve driver {name:?}: {e}"))?;
     let file = dir.join("driver.yaml");
-    let text = std::fs::read_to_string(&file).map_err(|e| {
+    let text = crate::input::read_text(&file).map_err(|e| {
         let known = known_names(drivers_dir).join(", ");
-        format!(
-            "unknown driver {name:?}: failed to read {}: {e} (known drivers: {known})",
-            file.display()
-        )
+        format!("unknown driver {name:?}: {e} (known drivers: {known})")
     })?;
     let parsed: DriverFile = serde_saphyr::from_str(&text).map_err(|e| {
         let (l, c) = e

@@ -35,8 +35,7 @@ pub struct Expectations {
 impl Expectations {
     /// Reads and parses `path`; errors name `file:line:col`.
     pub fn load(path: &Path) -> Result<Expectations, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("failed to read {}: {e}", path.display()))?;
+        let text = crate::input::read_text(path).map_err(|e| e.to_string())?;
         let mut x: Expectations = serde_saphyr::from_str(&text).map_err(|e| {
             let (l, c) = e
                 .location()

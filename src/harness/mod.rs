@@ -14,17 +14,21 @@
 //! - [`requirements`], [`evaluate`]: skip and pass/fail decisions;
 //! - [`expectations`]: known failures (`--expect`);
 //! - [`select`]: `--filter` and `--tag`;
+//! - [`scratch`]: a run's directory, locked, swept after a crash;
+//! - [`interrupt`]: SIGINT/SIGTERM/SIGHUP stop a run in order;
 //! - [`report`]: progress, summary, JSON, JUnit.
 
 pub mod evaluate;
 pub mod expectations;
 pub mod host_requires;
+pub mod interrupt;
 pub mod observe;
 pub mod observed;
 pub mod pool;
 pub mod report;
 pub mod requirements;
 pub mod runner;
+pub mod scratch;
 pub mod select;
 pub mod slot;
 pub mod status;

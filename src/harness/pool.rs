@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 
 use super::expectations::Expectations;
+use super::interrupt;
 use super::runner::Harness;
 use super::slot::DriverSlot;
 use super::status::CaseResult;
@@ -37,6 +38,11 @@ impl Harness {
                     .spawn_scoped(s, move || {
                         let mut slot = DriverSlot::new(factory);
                         loop {
+                            // An interrupt stops the dispatch; the cases
+                            // already running are torn down by their drivers.
+                            if interrupt::requested().is_some() {
+                                break;
+                            }
                             let i = next.fetch_add(1, Ordering::Relaxed);
                             let Some(lc) = cases.get(i) else { break };
                             let r = self.run_case(lc, &mut slot);
@@ -69,7 +75,10 @@ impl Harness {
                         path: lc.path.clone(),
                         tags: lc.case.tags.clone(),
                         status: super::status::Status::Error,
-                        reason: Some("no worker ran this case".into()),
+                        reason: Some(match interrupt::requested() {
+                            Some(sig) => interrupt::not_run(sig),
+                            None => "no worker ran this case".into(),
+                        }),
                         duration: Default::default(),
                         outcome: None,
                         control_outcome: None,

@@ -125,6 +125,8 @@ pub struct Harness {
     rt: tokio::runtime::Runtime,
     /// The probe and its dynamic loader: added to every policy's `exec`.
     probe_exec: Vec<PathBuf>,
+    /// Where every scratch directory of this harness goes.
+    run_dir: super::scratch::RunDir,
 }
 
 /// Which run of a case.
@@ -146,6 +148,8 @@ enum PhaseError {
     /// The driver broke: ERROR, and the instance is restarted. What the
     /// run left alive was still found and killed.
     Driver(DriverError, Vec<Survivor>),
+    /// The run was interrupted (by this signal) before the phase started.
+    Interrupted(i32),
     /// The harness could not prepare or check the run: ERROR.
     Harness(String),
 }
@@ -163,11 +167,13 @@ impl Harness {
         // A child subreaper from here on, with a cgroup per run where one
         // can be made (see `crate::oracle::tracker`).
         Tracking::get();
+        let run_dir = super::scratch::RunDir::create(config.keep)?;
         Ok(Harness {
             config,
             host: HostFacts::probe(),
             rt,
             probe_exec,
+            run_dir,
         })
     }
 
@@ -206,6 +212,9 @@ impl Harness {
             r.duration = t0.elapsed();
             r
         };
+        if let Some(sig) = super::interrupt::requested() {
+            return done(r, Status::Error, Some(super::interrupt::not_run(sig)));
+        }
         let hello = match slot.hello() {
             Ok(h) => h.clone(),
             Err(e) => {
@@ -245,6 +254,17 @@ impl Harness {
                         Status::Error,
                         Some(format!("{label}{e} (case {}){left}", case.id)),
                     );
+                }
+                Err(PhaseError::Interrupted(sig)) => {
+                    return done(
+                        r,
+                        Status::Error,
+                        Some(format!(
+                            "{label}not run: the run was interrupted by {} (case {})",
+                            super::interrupt::name(sig),
+                            case.id
+                        )),
+                    )
                 }
                 Err(PhaseError::Harness(why)) => {
                     return done(
@@ -287,13 +307,16 @@ impl Harness {
         phase: Phase,
         slot: &mut DriverSlot<'_>,
     ) -> Result<PhaseRun, PhaseError> {
+        if let Some(sig) = super::interrupt::requested() {
+            return Err(PhaseError::Interrupted(sig));
+        }
         let h = |what: &str| {
             let what = what.to_string();
             move |e: String| PhaseError::Harness(format!("failed to {what}: {e}"))
         };
-        let scratch = tempfile::Builder::new()
-            .prefix(&format!("sandspec-{}-", case.id))
-            .tempdir()
+        let scratch = self
+            .run_dir
+            .make(&case.id)
             .map_err(|e| h("create the scratch directory")(e.to_string()))?;
         let oracles = Oracles::start(&case.oracles, self.rt.handle())
             .map_err(|e| h("start the oracles")(e.to_string()))?;
@@ -301,9 +324,9 @@ impl Harness {
         // own: everything the command starts from it carries that path in
         // its argv, which is how survivors are found by the host's pids
         // (see `processes_naming`), pid namespaces or not.
-        let probe_dir = tempfile::Builder::new()
-            .prefix("sandspec-probe-")
-            .tempdir()
+        let probe_dir = self
+            .run_dir
+            .make("probe")
             .map_err(|e| h("create the probe's directory")(e.to_string()))?;
         let probe_link = probe_dir.path().join("sandspec-probe");
         std::os::unix::fs::symlink(&self.config.probe, &probe_link)

@@ -203,9 +203,9 @@ pub fn apply(
 
 /// Updates (or creates) the expectation file `path` from `run`.
 pub fn update(path: &Path, run: &RunFile) -> Result<Update, String> {
-    let (existing, header) = match std::fs::read_to_string(path) {
+    let (existing, header) = match crate::input::read_text(path) {
         Ok(text) => (Some(ExpectationFile::parse(&text, path)?), header_of(&text)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (
+        Err(e) if e.is_not_found() => (
             None,
             format!(
                 "# Known failures of the {} driver, each with the behaviour observed.\n\
@@ -214,7 +214,7 @@ pub fn update(path: &Path, run: &RunFile) -> Result<Update, String> {
                 run.driver.name
             ),
         ),
-        Err(e) => return Err(format!("failed to read {}: {e}", path.display())),
+        Err(e) => return Err(e.to_string()),
     };
     let (file, u) = apply(existing.as_ref(), run)?;
     let text = file.render(&header);

@@ -115,8 +115,7 @@ impl RunFile {
 
     /// Reads and parses a run file.
     pub fn load(path: &Path) -> Result<RunFile, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("failed to read {}: {e}", path.display()))?;
+        let text = crate::input::read_text(path).map_err(|e| e.to_string())?;
         RunFile::parse(&text, path)
     }
 

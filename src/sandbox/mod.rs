@@ -51,8 +51,9 @@ pub use cancel::Canceller;
 #[doc(hidden)]
 pub use mutant::Mutant;
 
-use std::ffi::{c_char, CString};
+use std::ffi::{c_char, CString, OsStr, OsString};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -347,11 +348,11 @@ impl Sandbox {
         opts: &RunOptions,
     ) -> Result<RunOutput, SetupError> {
         let stdio = opts.stdio;
-        let (argv, script_body): (Vec<&str>, &[u8]) = match &command.program {
-            Program::Argv(a) => (a.iter().map(String::as_str).collect(), &[]),
+        let (argv, script_body): (Vec<&OsStr>, &[u8]) = match &command.program {
+            Program::Argv(a) => (a.iter().map(OsString::as_os_str).collect(), &[]),
             Program::Script(s) => {
-                let mut a: Vec<&str> = s.interpreter.iter().map(String::as_str).collect();
-                a.push("/dev/fd/3");
+                let mut a: Vec<&OsStr> = s.interpreter.iter().map(OsStr::new).collect();
+                a.push(OsStr::new("/dev/fd/3"));
                 (a, s.body.as_bytes())
             }
         };
@@ -364,14 +365,20 @@ impl Sandbox {
         let Some(path) = resolve(argv0, &self.path_var) else {
             return Ok(exited_with_message(
                 127,
-                format!("sandspec: {argv0}: command not found\n"),
+                format!(
+                    "sandspec: {}: command not found\n",
+                    crate::escape::bytes(argv0.as_bytes())
+                ),
             ));
         };
-        let cstr = |s: &str| {
-            CString::new(s).map_err(|_| {
+        let cstr = |s: &OsStr| {
+            CString::new(s.as_bytes()).map_err(|_| {
                 setup_err(
                     SetupErrorKind::InvalidPolicy,
-                    format!("invalid command: argument {s:?} contains a NUL byte"),
+                    format!(
+                        "invalid command: argument {} contains a NUL byte",
+                        crate::escape::bytes(s.as_bytes())
+                    ),
                 )
             })
         };
@@ -512,7 +519,7 @@ impl Sandbox {
                     format!("the sandbox supervisor ended without reporting (wait status {st:#x})"),
                 ))
             }
-            Some(r) => match outcome_of(&r, argv0, &self.cwd) {
+            Some(r) => match outcome_of(&r, argv0, &path, &self.cwd) {
                 Ok(o) => o,
                 Err(e) => {
                     if let Some(msg) = e {
@@ -533,13 +540,22 @@ impl Sandbox {
 
 /// The outcome from the supervisor's report. `Err(msg)`: exec itself
 /// failed (the command's failure under the policy, like env(1): 126/127).
-fn outcome_of(r: &Report, argv0: &str, cwd: &CString) -> Result<Outcome, Option<String>> {
+fn outcome_of(
+    r: &Report,
+    argv0: &OsStr,
+    path: &Path,
+    cwd: &CString,
+) -> Result<Outcome, Option<String>> {
     let os = std::io::Error::from_raw_os_error(r.errno);
     let setup = |kind, message: String| Ok(Outcome::SetupError { kind, message });
     match r.stage {
         Stage::None => {}
         Stage::Exec => {
-            return Err(Some(format!("sandspec: failed to execute {argv0}: {os}\n")));
+            return Err(Some(format!(
+                "sandspec: failed to execute {}: {}\n",
+                crate::escape::bytes(argv0.as_bytes()),
+                exec_failure(path, r.errno, &os)
+            )));
         }
         Stage::Chdir => {
             return setup(
@@ -593,6 +609,65 @@ fn outcome_of(r: &Report, argv0: &str, cwd: &CString) -> Result<Outcome, Option<
     }
 }
 
+/// Why `execve(path)` failed, for people: not found, not executable, or
+/// refused by the policy's exec rules. Decided from outside the sandbox: a
+/// file that exists, is executable by this user and whose interpreter is
+/// too can only have been refused by the sandbox (Landlock's exec right).
+fn exec_failure(path: &Path, errno: i32, os: &std::io::Error) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let shown = crate::escape::path(path);
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    // The program the kernel opens too: an ELF's loader, a script's `#!`.
+    // Only a regular file is opened (a FIFO would block), and only one of
+    // a sane size (the ELF reader reads it whole).
+    let interpreter = std::fs::metadata(path)
+        .ok()
+        .filter(|m| m.is_file() && m.len() <= 256 << 20)
+        .and_then(|_| elf_interpreter(path).or_else(|| shebang(path)));
+    match errno {
+        libc::ENOENT => match &interpreter {
+            Some(i) if path.exists() && !i.exists() => format!(
+                "not found: its interpreter {} does not exist",
+                crate::escape::path(i)
+            ),
+            _ => format!("not found: {shown} does not exist"),
+        },
+        libc::EACCES if path.exists() && !executable(path) => {
+            format!("not executable: {shown} is not a file with execute permission")
+        }
+        libc::EACCES if interpreter.as_deref().is_some_and(|i| !executable(i)) => format!(
+            "not executable: its interpreter {} is not a file with execute permission",
+            crate::escape::path(interpreter.as_deref().unwrap_or(path))
+        ),
+        libc::EACCES => match &interpreter {
+            Some(i) => format!(
+                "refused by the policy's exec rules: {shown} and its interpreter {} must \
+                 both be below an exec path ({os})",
+                crate::escape::path(i)
+            ),
+            None => format!(
+                "refused by the policy's exec rules: {shown} must be below an exec path ({os})"
+            ),
+        },
+        libc::ENOEXEC => format!("not executable: {shown} is not in a format the kernel runs"),
+        _ => format!("{shown}: {os}"),
+    }
+}
+
+/// The interpreter a `#!` script names.
+fn shebang(path: &Path) -> Option<PathBuf> {
+    use std::io::Read;
+    let mut head = [0u8; 256];
+    let n = std::fs::File::open(path).ok()?.read(&mut head).ok()?;
+    let line = head[..n].strip_prefix(b"#!")?;
+    let line = line.split(|&b| b == b'\n').next()?;
+    let text = std::str::from_utf8(line).ok()?.trim();
+    let interp = text.split_whitespace().next()?;
+    Some(PathBuf::from(interp))
+}
+
 fn exited_with_message(code: i32, msg: String) -> RunOutput {
     RunOutput {
         outcome: Outcome::Exited { code },
@@ -617,8 +692,8 @@ fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
 
 /// `argv0` as a path: itself when it has a slash, else the first executable
 /// file of that name in `path_var` (as seen from outside the sandbox).
-fn resolve(argv0: &str, path_var: &str) -> Option<PathBuf> {
-    if argv0.contains('/') {
+fn resolve(argv0: &OsStr, path_var: &str) -> Option<PathBuf> {
+    if argv0.as_bytes().contains(&b'/') {
         return Some(PathBuf::from(argv0));
     }
     path_var

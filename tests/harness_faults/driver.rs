@@ -14,7 +14,12 @@
 //! - `exit`: exit 0 mid-run, without answering;
 //! - `garbage`: answer with a line that is not JSON;
 //! - `wrong-seq`: answer with another seq;
-//! - `error`: answer with a protocol `error` message (a fault-free refusal).
+//! - `error`: answer with a protocol `error` message (a fault-free refusal);
+//! - `exit-holding-stdout`: start a `setsid` grandchild that keeps the
+//!   driver's stdout open, then exit 0 without answering;
+//! - `duplicate-key`: answer with `"seq"` twice in the result;
+//! - `stderr-flood`: write 256 MiB to stderr without a line break, then
+//!   answer normally (a fault only if the harness cannot take it).
 //!
 //! In its handshake:
 //!
@@ -68,6 +73,9 @@ enum Mode {
     BadCapability,
     PingError,
     PingSilent,
+    ExitHoldingStdout,
+    DuplicateKey,
+    StderrFlood,
 }
 
 /// Each mode and its name on the command line.
@@ -82,7 +90,13 @@ const MODES: &[(&str, Mode)] = &[
     ("bad-capability", Mode::BadCapability),
     ("ping-error", Mode::PingError),
     ("ping-silent", Mode::PingSilent),
+    ("exit-holding-stdout", Mode::ExitHoldingStdout),
+    ("duplicate-key", Mode::DuplicateKey),
+    ("stderr-flood", Mode::StderrFlood),
 ];
+
+/// What `stderr-flood` writes.
+pub const FLOOD_BYTES: usize = 256 << 20;
 
 impl Mode {
     fn parse(s: &str) -> Option<Mode> {
@@ -110,6 +124,21 @@ pub fn argv(mode: &str, state: &Path) -> Vec<OsString> {
 /// This test binary.
 pub fn current_exe() -> PathBuf {
     std::env::current_exe().expect("failed to find the test binary (current_exe)")
+}
+
+/// `cmd`, started in a session of its own.
+fn unsafe_setsid(mut cmd: std::process::Command) -> std::process::Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setsid is async-signal-safe, as pre_exec requires.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd
 }
 
 /// When this process was started as the faulty driver (or as its `hang`
@@ -267,6 +296,35 @@ fn run(mode: Mode, state: &Path, seq: u64, case: &str, policy: &Policy, command:
                 let _ = child.wait();
             }
             Mode::Exit => std::process::exit(0),
+            Mode::ExitHoldingStdout => {
+                // Its own session: no signal to the driver's group reaches it.
+                let child = unsafe_setsid(std::process::Command::new(current_exe()))
+                    .arg(SLEEPER_FLAG)
+                    .spawn()
+                    .expect("failed to start the setsid grandchild");
+                note_pid(state, child.id());
+                std::process::exit(0);
+            }
+            Mode::DuplicateKey => {
+                let output = execute(seq, case, policy, command).expect("none runs echo");
+                let mut v = serde_json::to_value(FromDriver::Result { seq, output })
+                    .expect("a result serialises");
+                // serde_json keeps one of each key; write the second by hand.
+                v.as_object_mut().expect("an object").remove("seq");
+                let body = v.to_string();
+                let line = format!("{{\"seq\":{},\"seq\":{seq},{}\n", seq + 1000, &body[1..]);
+                send_line(line.as_bytes());
+                return;
+            }
+            Mode::StderrFlood => {
+                let chunk = vec![b'e'; 1 << 20];
+                let mut err = std::io::stderr().lock();
+                for _ in 0..FLOOD_BYTES / chunk.len() {
+                    if err.write_all(&chunk).is_err() {
+                        std::process::exit(1);
+                    }
+                }
+            }
             Mode::Garbage => {
                 send_line(b"this is not json\n");
                 return;

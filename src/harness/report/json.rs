@@ -32,6 +32,11 @@ pub struct RunReport {
     pub driver: DriverInfo,
     /// The kernel every case ran on.
     pub kernel: KernelFacts,
+    /// The signal that interrupted the run (`"SIGINT"`, `"SIGTERM"`,
+    /// `"SIGHUP"`); absent when it ran to the end. The cases it stopped or
+    /// kept from running are `error`s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<String>,
     /// Counts per status.
     pub counts: CountsJson,
     /// How survivors were found in this run: which finders worked on this
@@ -133,6 +138,7 @@ pub fn build(info: &RunInfo, results: &[CaseResult]) -> RunReport {
             requires_landlock_abi: info.backend.requires_landlock_abi,
         },
         kernel: info.kernel.clone(),
+        interrupted: info.interrupted.map(crate::harness::interrupt::name),
         counts: CountsJson {
             pass: c.pass,
             fail: c.fail,
@@ -176,8 +182,7 @@ pub fn write(path: &Path, report: &RunReport) -> Result<(), String> {
 
 /// Reads a report written by [`write`] (for matrices and diffs).
 pub fn read(path: &Path) -> Result<RunReport, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("failed to read {}: {e}", path.display()))?;
+    let text = crate::input::read_text(path).map_err(|e| e.to_string())?;
     let r: RunReport = serde_json::from_str(&text)
         .map_err(|e| format!("{}:{}:{}: {e}", path.display(), e.line(), e.column()))?;
     if r.format != FORMAT || r.format_version != FORMAT_VERSION {

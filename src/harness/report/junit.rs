@@ -20,6 +20,12 @@ pub fn render(info: &RunInfo, results: &[CaseResult]) -> Result<String, String> 
     ));
     suite.add_property(Property::new("kernel", info.kernel.release.clone()));
     suite.add_property(Property::new("landlock", info.kernel.landlock.to_string()));
+    if let Some(sig) = info.interrupted {
+        suite.add_property(Property::new(
+            "interrupted",
+            crate::harness::interrupt::name(sig),
+        ));
+    }
     let mut total = std::time::Duration::ZERO;
     for r in results {
         total += r.duration;

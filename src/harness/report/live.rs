@@ -70,7 +70,7 @@ pub fn line(r: &CaseResult, color: bool) -> String {
     let mut s = format!("{} {} ({ms} ms)", paint(r.status, color), r.id);
     if let Some(why) = &r.reason {
         s.push_str(": ");
-        s.push_str(why);
+        s.push_str(&crate::escape::line(why));
     }
     if r.status == Status::Xfail {
         if let Some(listed) = &r.expected_failure {

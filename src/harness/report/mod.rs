@@ -20,6 +20,9 @@ pub struct RunInfo {
     pub backend: Hello,
     /// The kernel the run happened on.
     pub kernel: KernelFacts,
+    /// The signal that interrupted the run (SIGINT, SIGTERM, SIGHUP), if
+    /// one did: cases it stopped or kept from running are errors.
+    pub interrupted: Option<i32>,
 }
 
 /// Whether to colour output: only on a terminal, and never when `NO_COLOR`

@@ -49,7 +49,7 @@ pub fn render(info: &RunInfo, results: &[CaseResult], color: bool) -> String {
             for r in others.iter().filter(|r| r.status == group) {
                 let _ = write!(s, "  {} {}", paint(r.status, color), r.id);
                 if let Some(why) = &r.reason {
-                    let _ = write!(s, ": {why}");
+                    let _ = write!(s, ": {}", crate::escape::line(why));
                 }
                 if r.status == Status::Xfail {
                     if let Some(listed) = &r.expected_failure {
@@ -60,7 +60,21 @@ pub fn render(info: &RunInfo, results: &[CaseResult], color: bool) -> String {
             }
         }
     }
-    if c.gate_ok() {
+    if let Some(sig) = info.interrupted {
+        let _ = writeln!(
+            s,
+            "\nresult: INTERRUPTED by {} ({} case(s) stopped or not run)",
+            crate::harness::interrupt::name(sig),
+            results
+                .iter()
+                .filter(|r| {
+                    r.reason
+                        .as_deref()
+                        .is_some_and(|w| w.contains("the run was interrupted by"))
+                })
+                .count()
+        );
+    } else if c.gate_ok() {
         let _ = writeln!(s, "\nresult: ok");
     } else {
         let _ = writeln!(
