@@ -37,6 +37,10 @@ pub struct RunReport {
     /// kept from running are `error`s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interrupted: Option<String>,
+    /// What a reader must know to read the verdicts right, one sentence
+    /// each (e.g. that `limits.processes` was counted over the whole uid).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     /// Counts per status.
     pub counts: CountsJson,
     /// How survivors were found in this run: which finders worked on this
@@ -139,6 +143,7 @@ pub fn build(info: &RunInfo, results: &[CaseResult]) -> RunReport {
         },
         kernel: info.kernel.clone(),
         interrupted: info.interrupted.map(crate::harness::interrupt::name),
+        notes: info.notes.clone(),
         counts: CountsJson {
             pass: c.pass,
             fail: c.fail,

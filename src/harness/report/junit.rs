@@ -20,6 +20,9 @@ pub fn render(info: &RunInfo, results: &[CaseResult]) -> Result<String, String> 
     ));
     suite.add_property(Property::new("kernel", info.kernel.release.clone()));
     suite.add_property(Property::new("landlock", info.kernel.landlock.to_string()));
+    for note in &info.notes {
+        suite.add_property(Property::new("note", note.clone()));
+    }
     if let Some(sig) = info.interrupted {
         suite.add_property(Property::new(
             "interrupted",
