@@ -89,4 +89,27 @@ mod tests {
         let c = contention();
         assert!((1.0..=MAX_STRETCH).contains(&c), "{c}");
     }
+
+    #[test]
+    fn the_harness_gives_a_cpu_bounded_run_its_cpu_allowance() {
+        use crate::policy::{Limits, Policy, Timeout};
+        let config = crate::harness::HarnessConfig::new("/probe");
+        let cpu = |n| Policy {
+            limits: Limits {
+                cpu_seconds: Some(n),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        // At least the default plus twice the 11 s a 10 s limit allows.
+        assert!(config.watchdog(&cpu(10)) >= config.default_watchdog + Duration::from_secs(22));
+        assert_eq!(config.watchdog(&Policy::default()), config.default_watchdog);
+        // A wall-clock timeout bounds the run: it decides.
+        let mut timed = cpu(10);
+        timed.timeout = Some(Timeout(Duration::from_secs(2)));
+        assert_eq!(
+            config.watchdog(&timed),
+            Duration::from_secs(2) + config.watchdog_margin
+        );
+    }
 }
