@@ -115,7 +115,7 @@ fn run(args: RunArgs) -> Result<i32, String> {
     if cases.is_empty() {
         return Err(format!(
             "no case in {} matches the --filter/--tag selection",
-            path.display()
+            crate::escape::path(&path)
         ));
     }
     let jobs = args.jobs.unwrap_or_else(|| {
@@ -171,7 +171,7 @@ fn load_cases(path: &Path, limits: &corpus::bounds::CaseLimits) -> Result<Vec<Lo
     corpus::load_with(path, limits).map_err(|e| {
         format!(
             "failed to load cases from {}: {} problem(s):\n{e}",
-            path.display(),
+            crate::escape::path(path),
             e.problems.len()
         )
     })
