@@ -206,3 +206,78 @@ fn arguments_that_are_not_utf8_reach_the_command_unchanged() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(target.exists(), "no file named by the non-UTF-8 argument");
 }
+
+/// `sandspec sandbox --max-procs` and `sandspec run` (its reports) say when
+/// the process limit is RLIMIT_NPROC, counted over the whole uid: both, or
+/// neither, for the same user; never for root (a pids cgroup).
+#[test]
+fn a_uid_wide_process_limit_is_said_by_the_cli_and_the_report() {
+    if !landlock_or_refusal() || !is_root() {
+        return;
+    }
+    let d = scratch();
+    let case = d.path().join("c.yaml");
+    std::fs::write(
+        &case,
+        "id: np.limit\nsummary: a process limit\ntags: [limits]\n\
+         policy: {read: [/usr, /lib, /lib64, /etc], exec: [/lib, /lib64], limits: {processes: 8}}\n\
+         run: {argv: [\"${PROBE}\", exit, \"0\"]}\nexpect: {outcome: {exited: {code: 0}}}\n",
+    )
+    .unwrap();
+    let p = base_policy();
+    let says = |nobody: bool| -> (bool, bool) {
+        let mut c = if nobody {
+            let mut c = Proc::new("runuser");
+            c.args(["-u", "nobody", "--"]).arg(sandspec());
+            c
+        } else {
+            Proc::new(sandspec())
+        };
+        c.arg("sandbox");
+        for r in &p.read {
+            c.arg("--read").arg(r);
+        }
+        for e in &p.exec {
+            c.arg("--exec").arg(e);
+        }
+        let o = c
+            .args(["--max-procs", "4", "--"])
+            .arg(probe())
+            .args(["exit", "0"])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let cli = stderr(&o).contains("note: --max-procs 4 is enforced with RLIMIT_NPROC");
+        let json = d.path().join(format!("r-{nobody}.json"));
+        let mut c = if nobody {
+            let mut c = Proc::new("runuser");
+            c.args(["-u", "nobody", "--"]).arg(sandspec());
+            c
+        } else {
+            Proc::new(sandspec())
+        };
+        let o = c
+            .args(["run", "--cases"])
+            .arg(&case)
+            .arg("--json")
+            .arg(&json)
+            .current_dir(d.path())
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let report = std::fs::read_to_string(&json).unwrap();
+        (
+            cli,
+            report.contains("limits.processes is enforced with RLIMIT_NPROC"),
+        )
+    };
+    assert_eq!(says(false), (false, false), "root gets a pids cgroup");
+    if Proc::new("runuser")
+        .args(["-u", "nobody", "--", "true"])
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        let (cli, report) = says(true);
+        assert_eq!(cli, report, "the CLI and the report disagree");
+    }
+}

@@ -113,6 +113,15 @@ fn every_case_expands_with_all_variables_set() {
         })
         .collect();
     for c in shipped() {
+        // Inherited fds get their numbers (`${FD_i}`) at run time, one per
+        // `run.fds` entry.
+        let mut vars = vars.clone();
+        for i in 0..c.case.run.fds.len() {
+            vars.insert(
+                sandspec::corpus::template::fd_variable(i),
+                format!("{}", 3 + i),
+            );
+        }
         let x = sandspec::corpus::template::expand(&c.case, &vars)
             .unwrap_or_else(|e| panic!("{}: {e}", c.case.id));
         sandspec::corpus::setup::command(&x.run).unwrap_or_else(|e| panic!("{}: {e}", c.case.id));

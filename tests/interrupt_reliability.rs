@@ -83,37 +83,35 @@ fn kill(pid: u32, sig: libc::c_int) {
     unsafe { libc::kill(pid as i32, sig) };
 }
 
-/// The pids cgroup directory `pid` is in, when it is not this process's own
-/// (the sandbox made it for the run).
-fn own_pids_cgroup(pid: i32) -> Option<PathBuf> {
-    let cg = |p: &str| std::fs::read_to_string(format!("/proc/{p}/cgroup")).ok();
-    let (theirs, mine) = (cg(&pid.to_string())?, cg("self")?);
-    let pick = |text: &str| -> Option<(bool, String)> {
-        text.lines().find_map(|l| {
+/// The cgroup directories `pid` is in that this process is not in: those
+/// the sandbox or the harness made for the run (a pids cgroup, a per-run
+/// cgroup2), in every hierarchy.
+fn run_cgroups(pid: i32) -> Vec<PathBuf> {
+    let cg = |p: &str| std::fs::read_to_string(format!("/proc/{p}/cgroup")).unwrap_or_default();
+    let (theirs, mine) = (cg(&pid.to_string()), cg("self"));
+    let v2_mount = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let mount = left.split_whitespace().nth(4)?;
+            (right.split_whitespace().next()? == "cgroup2").then(|| PathBuf::from(mount))
+        });
+    theirs
+        .lines()
+        .filter(|l| !mine.lines().any(|m| m == *l))
+        .filter_map(|l| {
             let mut f = l.splitn(3, ':');
             let (_, ctl, path) = (f.next()?, f.next()?, f.next()?);
-            if ctl.split(',').any(|c| c == "pids") {
-                Some((true, path.to_string()))
-            } else if ctl.is_empty() {
-                Some((false, path.to_string()))
+            let base = if ctl.is_empty() {
+                v2_mount.clone()?
             } else {
-                None
-            }
+                PathBuf::from("/sys/fs/cgroup").join(ctl.trim_start_matches("name="))
+            };
+            let dir = PathBuf::from(format!("{}{path}", base.display()));
+            dir.is_dir().then_some(dir)
         })
-    };
-    let (v1, path) = pick(&theirs)?;
-    if Some((v1, path.clone())) == pick(&mine) {
-        return None;
-    }
-    let roots: &[&str] = if v1 {
-        &["/sys/fs/cgroup/pids"]
-    } else {
-        &["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
-    };
-    roots
-        .iter()
-        .map(|r| PathBuf::from(format!("{r}{path}")))
-        .find(|p| p.is_dir())
+        .collect()
 }
 
 /// A directory holding a link to the probe: every process started from the
@@ -201,6 +199,9 @@ struct Left {
     processes: Vec<i32>,
     dirs: Vec<PathBuf>,
     cgroups: Vec<PathBuf>,
+    /// Run cgroups seen while the processes ran (the check above is only
+    /// as good as this is non-zero where cgroups are made).
+    seen_cgroups: usize,
 }
 
 impl Left {
@@ -211,6 +212,7 @@ impl Left {
         self.processes.extend(o.processes);
         self.dirs.extend(o.dirs);
         self.cgroups.extend(o.cgroups);
+        self.seen_cgroups += o.seen_cgroups;
     }
 }
 
@@ -225,13 +227,17 @@ fn interrupt_sandbox(
     let marker = Marker::new();
     let mut child = sandbox_cmd(&marker, as_nobody).spawn().unwrap();
     let pid = sandspec_pid(&child, as_nobody);
-    let mut cgroup = None;
+    let mut cgroups: Vec<PathBuf> = Vec::new();
     match delay {
         None => wait_until("the probe and its daemon", Duration::from_secs(20), || {
             let alive = marker.alive();
-            cgroup = cgroup
-                .take()
-                .or_else(|| alive.first().and_then(|p| own_pids_cgroup(*p)));
+            for p in &alive {
+                for c in run_cgroups(*p) {
+                    if !cgroups.contains(&c) {
+                        cgroups.push(c);
+                    }
+                }
+            }
             alive.len() >= 2
         }),
         Some(d) => std::thread::sleep(d),
@@ -241,7 +247,8 @@ fn interrupt_sandbox(
     let left = Left {
         processes: marker.alive(),
         dirs: Vec::new(),
-        cgroups: cgroup.into_iter().filter(|c| c.exists()).collect(),
+        seen_cgroups: cgroups.len(),
+        cgroups: cgroups.into_iter().filter(|c| c.exists()).collect(),
     };
     for p in &left.processes {
         kill(*p as u32, libc::SIGKILL);
@@ -262,6 +269,11 @@ fn sandbox_forwards_the_interrupt_kills_the_tree_and_exits_128_plus_n() {
         let (st, left) = interrupt_sandbox(sig, None, false);
         assert_eq!(st.code(), Some(128 + sig), "{name}: {st:?}");
         assert!(left.is_empty(), "{name}: left behind {left:?}");
+        // As root --max-procs is a pids cgroup made for the run.
+        assert!(
+            !is_root() || left.seen_cgroups > 0,
+            "{name}: no run cgroup seen"
+        );
     }
 }
 
@@ -397,7 +409,7 @@ fn interrupt_run(
         None => wait_until("both cases in flight", Duration::from_secs(30), || {
             let alive = started_from(&round.tmp());
             for p in &alive {
-                if let Some(c) = own_pids_cgroup(*p) {
+                for c in run_cgroups(*p) {
                     if !cgroups.contains(&c) {
                         cgroups.push(c);
                     }
@@ -414,6 +426,7 @@ fn interrupt_run(
     let left = Left {
         processes: started_from(&round.tmp()),
         dirs: round.dirs(),
+        seen_cgroups: cgroups.len(),
         cgroups: cgroups.into_iter().filter(|c| c.exists()).collect(),
     };
     for p in &left.processes {
@@ -434,6 +447,10 @@ fn run_tears_down_every_running_case_writes_reports_and_exits_128_plus_n() {
         let (st, left, round) = interrupt_run(driver, sig, None, false);
         assert_eq!(st.code(), Some(128 + sig), "{driver} {name}: {st:?}");
         assert!(left.is_empty(), "{driver} {name}: left behind {left:?}");
+        assert!(
+            !is_root() || left.seen_cgroups > 0,
+            "{driver} {name}: no run cgroup seen"
+        );
         let json: serde_json::Value =
             serde_json::from_str(&read(&round.dir.path().join("out/r.json"))).unwrap();
         assert_eq!(json["interrupted"], name, "{json}");
@@ -498,10 +515,12 @@ fn random_interrupts_leave_nothing_behind() {
         }
     }
     eprintln!(
-        "random interrupts: {tries} tries (seed {seed}), left: {} processes, {} dirs, {} cgroups",
+        "random interrupts: {tries} tries (seed {seed}), left: {} processes, {} dirs, {} \
+         cgroups ({} run cgroups seen in flight)",
         left.processes.len(),
         left.dirs.len(),
-        left.cgroups.len()
+        left.cgroups.len(),
+        left.seen_cgroups
     );
     assert!(left.is_empty(), "seed {seed}: left behind {left:?}");
 }

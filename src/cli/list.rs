@@ -64,7 +64,11 @@ pub fn exec(args: ListArgs) -> i32 {
         if args.verbose {
             println!("{:width$}  file: {}", "", crate::escape::path(&c.path));
             if !c.case.refs.is_empty() {
-                println!("{:width$}  refs: {}", "", crate::escape::line(&c.case.refs.join(" ")));
+                println!(
+                    "{:width$}  refs: {}",
+                    "",
+                    crate::escape::line(&c.case.refs.join(" "))
+                );
             }
         }
     }

@@ -115,7 +115,7 @@ fn run(args: RunArgs) -> Result<i32, String> {
     if cases.is_empty() {
         return Err(format!(
             "no case in {} matches the --filter/--tag selection",
-            path.display()
+            crate::escape::path(&path)
         ));
     }
     let jobs = args.jobs.unwrap_or_else(|| {
@@ -127,11 +127,13 @@ fn run(args: RunArgs) -> Result<i32, String> {
     config.keep = args.keep;
     let harness =
         Harness::new(config).map_err(|e| format!("failed to start the harness runtime: {e}"))?;
+    let info_backend_name = backend.name.clone();
     let mut info = RunInfo {
         driver: spec.name(),
         backend,
         kernel: crate::kernel::probe(),
         interrupted: None,
+        notes: notes(&spec.name(), &info_backend_name),
     };
     println!(
         "running {} case(s) against driver {} ({} {}), {} job(s)",
@@ -169,10 +171,43 @@ fn load_cases(path: &Path, limits: &corpus::bounds::CaseLimits) -> Result<Vec<Lo
     corpus::load_with(path, limits).map_err(|e| {
         format!(
             "failed to load cases from {}: {} problem(s):\n{e}",
-            path.display(),
+            crate::escape::path(path),
             e.problems.len()
         )
     })
+}
+
+/// Notes for the reports: where the reference sandbox's process limit is
+/// RLIMIT_NPROC (a user without a delegated pids cgroup), it counts every
+/// process of the uid, not the case's alone.
+fn notes(driver: &str, backend: &str) -> Vec<String> {
+    let reference = backend == crate::driver::reference::BACKEND_NAME
+        || matches!(driver, "reference" | "reference-proto");
+    if !reference {
+        return Vec::new();
+    }
+    let policy = crate::policy::Policy {
+        limits: crate::policy::Limits {
+            processes: Some(1),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    match crate::sandbox::Sandbox::new(&policy) {
+        Ok(sb) if sb.process_limit_is_uid_wide() => vec![uid_wide_note("limits.processes")],
+        _ => Vec::new(),
+    }
+}
+
+/// The sentence saying a process limit is counted over the whole uid.
+pub fn uid_wide_note(what: &str) -> String {
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    format!(
+        "{what} is enforced with RLIMIT_NPROC, which counts every process of uid {uid}, \
+         not the command's alone (no pids cgroup is delegated to this user): other \
+         processes of the uid use up the limit"
+    )
 }
 
 /// Starts one instance and shakes hands, so a driver that cannot even start

@@ -268,6 +268,12 @@ pub fn exec(args: SandboxArgs) -> i32 {
             return EXIT_SETUP;
         }
     };
+    if let (Some(n), true) = (args.max_procs, sandbox.process_limit_is_uid_wide()) {
+        say!(
+            "sandspec: note: {}",
+            super::run::uid_wide_note(&format!("--max-procs {n}"))
+        );
+    }
     for p in sandbox.filtered_paths() {
         say!(
             "sandspec: warning: allowlisted path {} does not exist; left out of the rules",

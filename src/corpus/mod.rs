@@ -114,7 +114,6 @@ pub fn load(path: &Path) -> Result<Vec<LoadedCase>, CorpusError> {
 /// [`load`], with `limits` on the sizes a case may generate instead of the
 /// defaults (see [`bounds`]).
 pub fn load_with(path: &Path, limits: &bounds::CaseLimits) -> Result<Vec<LoadedCase>, CorpusError> {
-    let mut problems = Vec::new();
     let files = match case_files(path) {
         Ok(f) => f,
         Err(message) => {
@@ -128,21 +127,67 @@ pub fn load_with(path: &Path, limits: &bounds::CaseLimits) -> Result<Vec<LoadedC
             })
         }
     };
-    let mut cases = Vec::new();
-    let mut ids: HashMap<String, (PathBuf, Pos)> = HashMap::new();
+    let mut loader = Loader::new(limits);
     for file in files {
-        let text = match crate::input::read_text(&file) {
-            Ok(t) => t,
-            Err(e) => {
-                problems.push(Problem {
-                    file: file.clone(),
-                    line: 1,
-                    col: 1,
-                    message: input_problem(e),
-                });
-                continue;
-            }
-        };
+        match crate::input::read_text(&file) {
+            Ok(text) => loader.file(&file, &text),
+            Err(e) => loader.problems.push(Problem {
+                file: file.clone(),
+                line: 1,
+                col: 1,
+                message: input_problem(e),
+            }),
+        }
+    }
+    loader.finish()
+}
+
+/// Loads the cases in `text` as if read from `file` (for tests and
+/// fuzzing: the same checks as [`load_with`], without the filesystem).
+pub fn load_text(
+    file: &Path,
+    text: &str,
+    limits: &bounds::CaseLimits,
+) -> Result<Vec<LoadedCase>, CorpusError> {
+    let mut loader = Loader::new(limits);
+    loader.file(file, text);
+    loader.finish()
+}
+
+/// The cases and problems of the files loaded so far; ids are checked
+/// across files.
+struct Loader<'l> {
+    limits: &'l bounds::CaseLimits,
+    ids: HashMap<String, (PathBuf, Pos)>,
+    cases: Vec<LoadedCase>,
+    problems: Vec<Problem>,
+}
+
+impl<'l> Loader<'l> {
+    fn new(limits: &'l bounds::CaseLimits) -> Self {
+        Loader {
+            limits,
+            ids: HashMap::new(),
+            cases: Vec::new(),
+            problems: Vec::new(),
+        }
+    }
+
+    fn finish(self) -> Result<Vec<LoadedCase>, CorpusError> {
+        if self.problems.is_empty() {
+            Ok(self.cases)
+        } else {
+            Err(CorpusError {
+                problems: self.problems,
+            })
+        }
+    }
+
+    /// Every document of one file.
+    fn file(&mut self, file: &Path, text: &str) {
+        let limits = self.limits;
+        let (ids, cases, problems) = (&mut self.ids, &mut self.cases, &mut self.problems);
+        let file = file.to_path_buf();
         let mut push = |pos: Pos, message: String| {
             problems.push(Problem {
                 file: file.clone(),
@@ -151,7 +196,7 @@ pub fn load_with(path: &Path, limits: &bounds::CaseLimits) -> Result<Vec<LoadedC
                 message,
             });
         };
-        let docs = documents(&text);
+        let docs = documents(text);
         if docs.is_empty() {
             push(Pos::START, "no case in this file".into());
         }
@@ -213,11 +258,6 @@ pub fn load_with(path: &Path, limits: &bounds::CaseLimits) -> Result<Vec<LoadedC
                 path: file.clone(),
             });
         }
-    }
-    if problems.is_empty() {
-        Ok(cases)
-    } else {
-        Err(CorpusError { problems })
     }
 }
 

@@ -15,6 +15,7 @@
 //! - [`expectations`]: known failures (`--expect`);
 //! - [`select`]: `--filter` and `--tag`;
 //! - [`scratch`]: a run's directory, locked, swept after a crash;
+//! - [`watchdog`]: how long a run may take before its driver is hung;
 //! - [`interrupt`]: SIGINT/SIGTERM/SIGHUP stop a run in order;
 //! - [`report`]: progress, summary, JSON, JUnit.
 
@@ -32,6 +33,7 @@ pub mod scratch;
 pub mod select;
 pub mod slot;
 pub mod status;
+pub mod watchdog;
 
 pub use runner::{Harness, HarnessConfig};
 pub use slot::DriverSlot;

@@ -48,11 +48,19 @@ impl HarnessConfig {
         }
     }
 
-    /// The watchdog for `policy`.
+    /// The watchdog for `policy`: its timeout plus the margin; without a
+    /// timeout the default, plus, when the policy bounds CPU time, that
+    /// CPU time stretched by the CPU contention now (see
+    /// [`super::watchdog`]).
     pub fn watchdog(&self, policy: &Policy) -> Duration {
-        match policy.timeout {
-            Some(t) => t.0 + self.watchdog_margin,
-            None => self.default_watchdog,
+        match (policy.timeout, policy.limits.cpu_seconds) {
+            (Some(t), _) => t.0 + self.watchdog_margin,
+            (None, Some(cpu)) => super::watchdog::for_cpu_limit(
+                self.default_watchdog,
+                cpu,
+                super::watchdog::contention(),
+            ),
+            (None, None) => self.default_watchdog,
         }
     }
 

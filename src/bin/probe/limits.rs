@@ -122,9 +122,9 @@ pub fn cpu_burn(secs: Duration) -> Report {
 
 /// How long each `threads` thread lives: long enough for all N to exist at
 /// once, as with `fork-many`.
-const THREAD_MS: u64 = 500;
+const THREAD_MS: u64 = 250;
 
-/// `threads N`: start N threads (64 KiB stacks) that each sleep 0.5 s;
+/// `threads N`: start N threads (64 KiB stacks) that each sleep 0.25 s;
 /// stop at the first failure; join all. value = threads started. A
 /// process limit that counts tasks counts these too.
 pub fn threads(n: u64) -> Report {

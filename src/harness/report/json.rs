@@ -37,6 +37,10 @@ pub struct RunReport {
     /// kept from running are `error`s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interrupted: Option<String>,
+    /// What a reader must know to read the verdicts right, one sentence
+    /// each (e.g. that `limits.processes` was counted over the whole uid).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     /// Counts per status.
     pub counts: CountsJson,
     /// How survivors were found in this run: which finders worked on this
@@ -139,6 +143,7 @@ pub fn build(info: &RunInfo, results: &[CaseResult]) -> RunReport {
         },
         kernel: info.kernel.clone(),
         interrupted: info.interrupted.map(crate::harness::interrupt::name),
+        notes: info.notes.clone(),
         counts: CountsJson {
             pass: c.pass,
             fail: c.fail,
@@ -177,18 +182,18 @@ pub fn write(path: &Path, report: &RunReport) -> Result<(), String> {
     let mut text = serde_json::to_string_pretty(report)
         .map_err(|e| format!("failed to serialise the JSON report: {e}"))?;
     text.push('\n');
-    std::fs::write(path, text).map_err(|e| format!("failed to write {}: {e}", path.display()))
+    std::fs::write(path, text).map_err(|e| format!("failed to write {}: {e}", crate::escape::path(path)))
 }
 
 /// Reads a report written by [`write`] (for matrices and diffs).
 pub fn read(path: &Path) -> Result<RunReport, String> {
     let text = crate::input::read_text(path).map_err(|e| e.to_string())?;
     let r: RunReport = serde_json::from_str(&text)
-        .map_err(|e| format!("{}:{}:{}: {e}", path.display(), e.line(), e.column()))?;
+        .map_err(|e| format!("{}:{}:{}: {e}", crate::escape::path(path), e.line(), e.column()))?;
     if r.format != FORMAT || r.format_version != FORMAT_VERSION {
         return Err(format!(
             "{}: not a {FORMAT} version {FORMAT_VERSION} file (format {:?} version {})",
-            path.display(),
+            crate::escape::path(path),
             r.format,
             r.format_version
         ));

@@ -20,6 +20,9 @@ pub fn render(info: &RunInfo, results: &[CaseResult]) -> Result<String, String> 
     ));
     suite.add_property(Property::new("kernel", info.kernel.release.clone()));
     suite.add_property(Property::new("landlock", info.kernel.landlock.to_string()));
+    for note in &info.notes {
+        suite.add_property(Property::new("note", note.clone()));
+    }
     if let Some(sig) = info.interrupted {
         suite.add_property(Property::new(
             "interrupted",
@@ -71,5 +74,5 @@ pub fn render(info: &RunInfo, results: &[CaseResult]) -> Result<String, String> 
 /// Writes the XML to `path`.
 pub fn write(path: &Path, info: &RunInfo, results: &[CaseResult]) -> Result<(), String> {
     let xml = render(info, results)?;
-    std::fs::write(path, xml).map_err(|e| format!("failed to write {}: {e}", path.display()))
+    std::fs::write(path, xml).map_err(|e| format!("failed to write {}: {e}", crate::escape::path(path)))
 }

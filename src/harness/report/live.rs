@@ -78,7 +78,7 @@ pub fn line(r: &CaseResult, color: bool) -> String {
         }
     }
     for k in &r.kept {
-        s.push_str(&format!(" [kept {}]", k.display()));
+        s.push_str(&format!(" [kept {}]", crate::escape::path(k)));
     }
     s
 }

@@ -23,6 +23,9 @@ pub struct RunInfo {
     /// The signal that interrupted the run (SIGINT, SIGTERM, SIGHUP), if
     /// one did: cases it stopped or kept from running are errors.
     pub interrupted: Option<i32>,
+    /// What a reader must know to read the verdicts right (e.g. that a
+    /// process limit is counted over the whole uid); one line each.
+    pub notes: Vec<String>,
 }
 
 /// Whether to colour output: only on a terminal, and never when `NO_COLOR`

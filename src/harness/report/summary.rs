@@ -28,6 +28,9 @@ pub fn render(info: &RunInfo, results: &[CaseResult], color: bool) -> String {
              this kernel: its cases are skipped, except those written for such kernels"
         );
     }
+    for note in &info.notes {
+        let _ = writeln!(s, "note: {note}");
+    }
     let _ = writeln!(s, "  {:<6} {:>5}", "status", "cases");
     for st in Status::ALL {
         let _ = writeln!(s, "  {:<6} {:>5}", st.as_str(), c.get(st));
