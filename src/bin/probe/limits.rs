@@ -6,6 +6,7 @@ use std::io;
 use std::time::Duration;
 
 use crate::report::Report;
+use sandspec::sandbox::limits::Resource;
 
 /// `alloc BYTES`: mmap anonymous memory and write to every page, so the
 /// memory is really committed. mmap rather than malloc: a refusal is an
@@ -185,7 +186,7 @@ pub fn mmap(bytes: u64) -> Report {
 }
 
 /// Resource names for `setrlimit`.
-const RESOURCES: &[(&str, libc::__rlimit_resource_t)] = &[
+const RESOURCES: &[(&str, Resource)] = &[
     ("nofile", libc::RLIMIT_NOFILE),
     ("nproc", libc::RLIMIT_NPROC),
     ("as", libc::RLIMIT_AS),
@@ -199,7 +200,7 @@ const RESOURCES: &[(&str, libc::__rlimit_resource_t)] = &[
 ];
 
 /// A resource name (`nofile`, `nproc`, `as`, ...).
-pub fn resource(s: &str) -> Result<libc::__rlimit_resource_t, String> {
+pub fn resource(s: &str) -> Result<Resource, String> {
     RESOURCES
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case(s))
@@ -221,7 +222,7 @@ fn limit_value(v: libc::rlim_t) -> serde_json::Value {
 /// `setrlimit RES VALUE`: set both the soft and the hard limit of RES to
 /// VALUE (a number, or `unlimited`): raising a hard limit needs privilege.
 /// "soft" and "hard" = the limits before.
-pub fn setrlimit(res: libc::__rlimit_resource_t, value: libc::rlim_t) -> Report {
+pub fn setrlimit(res: Resource, value: libc::rlim_t) -> Report {
     const OP: &str = "setrlimit";
     let mut old = libc::rlimit {
         rlim_cur: 0,

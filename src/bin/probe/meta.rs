@@ -144,7 +144,7 @@ pub fn truncate(path: &CString, size: u64) -> Report {
 /// the epoch. "mtime" = the modification time found afterwards.
 pub fn utimes(path: &CString, secs: u64) -> Report {
     let t = libc::timespec {
-        tv_sec: secs as libc::time_t,
+        tv_sec: secs as _,
         tv_nsec: 0,
     };
     let times = [t, t];

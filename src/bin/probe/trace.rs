@@ -58,17 +58,13 @@ pub fn dispatch(op: &str, a: &Args) -> Result<Option<Report>, String> {
     }))
 }
 
-fn ptrace(req: libc::c_uint, pid: i32, data: libc::c_long) -> io::Result<()> {
+/// `ptrace(2)` by its syscall number: glibc and musl declare the request
+/// with different integer types.
+fn ptrace<R: TryInto<libc::c_long>>(req: R, pid: i32, data: libc::c_long) -> io::Result<()> {
+    let req: libc::c_long = req.try_into().unwrap_or(-1);
     // SAFETY: the requests used here take no pointer (addr and data are
     // integers or unused).
-    let r = unsafe {
-        libc::ptrace(
-            req,
-            pid,
-            std::ptr::null_mut::<libc::c_void>(),
-            data as *mut libc::c_void,
-        )
-    };
+    let r = unsafe { libc::syscall(libc::SYS_ptrace, req, pid, 0 as libc::c_long, data) };
     sys::check(r).map(drop)
 }
 

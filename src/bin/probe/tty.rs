@@ -83,10 +83,12 @@ pub fn tiocsti(op: &str, text: &[u8], to: Option<&OsStr>, hibits: bool) -> Repor
         Ok(t) => t,
         Err(e) => return Report::os_error(op, &e),
     };
+    // glibc and musl type the request differently: widen it first.
+    let base = libc::TIOCSTI as u32 as u64;
     let request = if hibits {
-        libc::TIOCSTI | 0xffff_ffff_0000_0000
+        base | 0xffff_ffff_0000_0000
     } else {
-        libc::TIOCSTI
+        base
     };
     let mut pushed = 0i64;
     for b in text {
