@@ -220,12 +220,26 @@ impl Driver for ReferenceDriver {
             }
             cleared.push(fd);
         }
-        let r = self.run(req, watchdog);
+        let r = self.run_named(req, watchdog, attach.spawner);
         restore(&cleared);
         r
     }
 
     fn run(&mut self, req: &RunRequest, watchdog: Duration) -> Result<RunOutput, DriverError> {
+        self.run_named(req, watchdog, None)
+    }
+}
+
+impl ReferenceDriver {
+    /// Runs the sandbox on a thread of its own; that thread's id goes
+    /// into `spawner` first (the sandbox's supervisor is its child, which
+    /// is how the harness finds the run's processes while it runs).
+    fn run_named(
+        &mut self,
+        req: &RunRequest,
+        watchdog: Duration,
+        spawner: Option<&std::sync::atomic::AtomicI32>,
+    ) -> Result<RunOutput, DriverError> {
         // The sandbox enforces the policy's timeout itself; the watchdog
         // guards against the sandbox hanging, and an interrupt stops the
         // run. Either way the run is cancelled (its whole tree killed and
@@ -247,9 +261,11 @@ impl Driver for ReferenceDriver {
             grace: Duration::ZERO,
         };
         let done = tx.clone();
+        let (tid_tx, tid_rx) = mpsc::channel();
         std::thread::Builder::new()
             .name(format!("reference:{}", req.case))
             .spawn(move || {
+                let _ = tid_tx.send(super::gettid());
                 let sandbox = match mutant {
                     None => Sandbox::new(&policy),
                     Some(m) => Sandbox::new_mutant(&policy, m),
@@ -261,6 +277,9 @@ impl Driver for ReferenceDriver {
                 let _ = done.send(Msg::Done(out));
             })
             .map_err(|e| err(format!("failed to start a thread: {e}")))?;
+        if let (Some(slot), Ok(tid)) = (spawner, tid_rx.recv()) {
+            slot.store(tid, std::sync::atomic::Ordering::Release);
+        }
         let hook_tx = Mutex::new(tx);
         let _hook = interrupt::on_interrupt(move |sig, _| {
             if let Ok(tx) = hook_tx.lock() {

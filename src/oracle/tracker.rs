@@ -25,7 +25,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -197,6 +198,9 @@ pub struct RunTracker {
     /// An external driver: (its pid, its cgroup before the run, the
     /// descendants it had before the run).
     driver: Option<(i32, Option<String>, BTreeSet<ProcKey>)>,
+    /// The thread an in-process driver forks the command from (0: none
+    /// yet): its children and their descendants are the run's.
+    spawner: Arc<AtomicI32>,
 }
 
 /// What a run left behind.
@@ -233,7 +237,14 @@ impl RunTracker {
             cgroup_error,
             marker: marker.map(Path::to_path_buf),
             driver: None,
+            spawner: Arc::new(AtomicI32::new(0)),
         }
+    }
+
+    /// Where an in-process driver says which thread forks the command (see
+    /// `crate::driver::Attach::spawner`).
+    pub fn spawner(&self) -> &AtomicI32 {
+        &self.spawner
     }
 
     /// The run's cgroup, if it has one.
@@ -290,9 +301,11 @@ impl RunTracker {
             .as_ref()
             .map(|(pid, _, before)| (*pid, before.clone()));
         let marker = self.marker.clone();
+        let spawner = Arc::clone(&self.spawner);
         Box::new(move || {
             let table = procs::table();
             let mut found: BTreeSet<i32> = BTreeSet::new();
+            found.extend(spawned(&table, spawner.load(Ordering::Acquire)));
             if let Some(dir) = &cgroup_dir {
                 found.extend(super::cgroup::members_of(dir));
             }
@@ -372,7 +385,13 @@ impl RunTracker {
                 add(&mut found, p, FoundBy::Argv);
             }
         }
+        for p in spawned(&table, self.spawner.load(Ordering::Acquire)) {
+            add(&mut found, p, FoundBy::Tree);
+        }
         let mut ledger_hits = Vec::new();
+        // Orphans blamed by their start time alone: other runs whose
+        // window holds it must be told (see `Ledger`).
+        let mut by_window = BTreeSet::new();
         if Tracking::get().orphans.is_ok() {
             let (lo, hi) = (self.start.saturating_sub(2), end + 2);
             let me = std::process::id() as i32;
@@ -388,7 +407,12 @@ impl RunTracker {
                     Some(path) if path.contains(&format!("/{}/", super::cgroup::PARENT)) => {
                         self.cgroup.as_ref().is_some_and(|cg| cg.holds(&path))
                     }
-                    _ => in_window,
+                    _ => {
+                        if in_window {
+                            by_window.insert(p);
+                        }
+                        in_window
+                    }
                 };
                 if blame && info.is_live() {
                     add(&mut found, p, FoundBy::Orphan);
@@ -419,7 +443,7 @@ impl RunTracker {
             if !info.is_live() {
                 continue;
             }
-            if how.contains(&FoundBy::Orphan) {
+            if by_window.contains(&pid) {
                 orphans_seen.push((info.key(), info.comm.clone()));
             }
             out.insert(info.key(), (info.comm, how));
@@ -437,6 +461,25 @@ impl RunTracker {
         }
         out
     }
+}
+
+/// The processes below the harness's thread `tid` (0: none): its children
+/// and their descendants, but not the harness's own children themselves (a
+/// victim, a keeper: what a keeper holds is the run's).
+fn spawned(table: &BTreeMap<i32, ProcInfo>, tid: i32) -> Vec<i32> {
+    if tid == 0 {
+        return Vec::new();
+    }
+    let me = std::process::id() as i32;
+    let own = own().clone();
+    let children = procs::thread_children(me, tid).unwrap_or_default();
+    let mut out: Vec<i32> = children
+        .iter()
+        .copied()
+        .filter(|p| !own.contains(p))
+        .collect();
+    out.extend(procs::descendants(table, &children));
+    out
 }
 
 fn mount_of(cg: &RunCgroup) -> Option<PathBuf> {
