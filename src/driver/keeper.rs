@@ -51,7 +51,7 @@ pub struct Plan {
 /// A running keeper.
 #[derive(Debug)]
 pub struct Keeper {
-    pid: libc::pid_t,
+    pub(super) pid: libc::pid_t,
     release: Option<OwnedFd>,
     /// The harness's own child: never taken for an orphan.
     _own: OwnChild,

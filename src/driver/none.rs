@@ -681,6 +681,94 @@ mod tests {
     }
 
     #[test]
+    fn a_terminal_is_the_command_s_stdin_and_controlling_terminal() {
+        let t = crate::oracle::terminal::Terminal::open().unwrap();
+        let attach = Attach {
+            terminal: Some(t.slave()),
+            ..Default::default()
+        };
+        let req = RunRequest {
+            seq: 1,
+            case: "none.tty".into(),
+            policy: Policy::default(),
+            command: sh("readlink /proc/self/fd/0; cut -d' ' -f6,7 /proc/$$/stat; echo $$"),
+        };
+        let out = NoneDriver::plain()
+            .run_attached(&req, &attach, Duration::from_secs(20))
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], t.path(), "{text}");
+        // Session leader (session id = its pid) with a controlling tty.
+        let (session, tty) = lines[1].split_once(' ').unwrap();
+        assert_eq!(session, lines[2], "{text}");
+        assert_ne!(tty, "0", "{text}");
+    }
+
+    #[test]
+    fn inherited_fds_stay_open_across_exec_and_others_do_not() {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        let other = tempfile::tempfile().unwrap();
+        use std::os::fd::AsRawFd;
+        let fd = f.as_file().as_raw_fd();
+        let fds = [fd];
+        let attach = Attach {
+            fds: &fds,
+            ..Default::default()
+        };
+        let req = RunRequest {
+            seq: 1,
+            case: "none.fds".into(),
+            policy: Policy::default(),
+            command: sh(&format!(
+                "readlink /proc/self/fd/{fd}; readlink /proc/self/fd/{} || echo closed",
+                other.as_raw_fd()
+            )),
+        };
+        let out = NoneDriver::plain()
+            .run_attached(&req, &attach, Duration::from_secs(20))
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(text, format!("{}\nclosed\n", f.path().display()));
+    }
+
+    #[test]
+    fn a_daemon_stays_below_the_keeper_until_the_next_run() {
+        let mut d = NoneDriver::plain();
+        let req = RunRequest {
+            seq: 1,
+            case: "none.daemon".into(),
+            policy: Policy::default(),
+            command: sh("setsid sleep 30 >/dev/null 2>&1 & echo $!"),
+        };
+        let out = d.run(&req, Duration::from_secs(20)).unwrap();
+        let pid: i32 = String::from_utf8(out.stdout)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // Orphaned by the shell, it went to the keeper, not to the harness.
+        let keeper = d.keeper.as_ref().unwrap().pid;
+        let stat = crate::oracle::procs::stat(pid).unwrap();
+        assert_eq!(stat.ppid, keeper);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        // The keeper reaps it (it looks every 100 ms once the command is
+        // done)...
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while crate::oracle::procs::stat(pid).is_some() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(crate::oracle::procs::stat(pid).is_none(), "not reaped");
+        // ...and the next run lets it go: it exits, and is reaped.
+        d.run(&RunRequest { seq: 2, ..req }, Duration::from_secs(20))
+            .unwrap();
+        assert!(crate::oracle::procs::stat(keeper).is_none());
+    }
+
+    #[test]
     fn a_missing_program_is_a_spawn_failure() {
         let out = run(Policy::default(), Command::argv(["/nonexistent/prog"]));
         assert!(
