@@ -150,10 +150,15 @@ impl Tracking {
                     ))
                 }
             };
-            Tracking {
-                cgroups: CgroupRoot::find(),
-                orphans,
-            }
+            // The directory may exist (made by root) and still be closed
+            // to this user: try one run cgroup.
+            let cgroups = CgroupRoot::find().and_then(|root| {
+                root.create_run()
+                    .map(drop)
+                    .map(|()| root)
+                    .map_err(|e| e.to_string())
+            });
+            Tracking { cgroups, orphans }
         })
     }
 
@@ -168,20 +173,30 @@ impl Tracking {
         let mut parts = Vec::new();
         match &self.cgroups {
             Ok(root) => parts.push(format!("a cgroup per run (under {})", root.dir().display())),
-            Err(why) => parts.push(format!(
-                "no cgroup per run ({why}): orphans are told apart by start time, so with \
-                 runs in parallel one may be blamed on every run that was in progress when \
-                 it started"
+            Err(why) => parts.push(format!("no cgroup per run ({why})")),
+        }
+        parts.push(
+            "process trees (the none driver's keeper, external drivers made subreapers, the \
+             reference's supervisor)"
+                .into(),
+        );
+        match (&self.orphans, &self.cgroups) {
+            (Ok(()), Ok(_)) => parts.push(
+                "orphans that escape those reach the harness (a child subreaper), told apart by \
+                 cgroup"
+                    .into(),
+            ),
+            (Ok(()), Err(_)) => parts.push(
+                "orphans that escape those reach the harness (a child subreaper) and are told \
+                 apart by start time only: with runs in parallel such an orphan is blamed on \
+                 every run in progress when it started"
+                    .into(),
+            ),
+            (Err(why), _) => parts.push(format!(
+                "no orphan tracking ({why}): a process whose parent and every subreaper above \
+                 it died goes to init, and is found only by cgroup or argv"
             )),
         }
-        match &self.orphans {
-            Ok(()) => parts.push("orphans re-parented to the harness (a child subreaper)".into()),
-            Err(why) => parts.push(format!(
-                "no orphan tracking ({why}): a process whose parent died is re-parented to \
-                 init and found only by cgroup or argv"
-            )),
-        }
-        parts.push("external drivers' process trees".into());
         parts.push("the probe's argv".into());
         parts.join("; ")
     }
