@@ -9,6 +9,11 @@
 //!   without a sandbox cannot detect a broken one. Together with `case::` this
 //!   checks each isolation case fails under `none` and passes under
 //!   `reference`.
+//! - `control_under_none::<id>`: a case whose control runs unsandboxed
+//!   (`control: {driver: none}`) has that control run alone under `none`,
+//!   where it must pass: under `none` the case itself fails before its
+//!   control is reached, and a backend that skips the case (say, one
+//!   without a terminal to give) never runs it either.
 //! - `landlock_abi_matches_expectation`: with SANDSPEC_EXPECT_LANDLOCK_ABI=N
 //!   (or `none`), the probed ABI must be that, so a CI row cannot quietly
 //!   turn into skips on the wrong kernel. Ignored when the variable is unset.
@@ -19,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
-use sandspec::corpus::case::Tag;
+use sandspec::corpus::case::{ControlDriver, Tag};
 use sandspec::corpus::{self, LoadedCase};
 use sandspec::driver::none::NoneFactory;
 use sandspec::driver::reference::ReferenceFactory;
@@ -57,6 +62,24 @@ fn case_trial(case: Arc<LoadedCase>) -> Trial {
             Status::Skip => Ok(Completion::ignored_with(reason(&r))),
             other => Err(Failed::from(format!(
                 "{} under reference ({}): {}",
+                other.label(),
+                case.path.display(),
+                reason(&r)
+            ))),
+        }
+    })
+}
+
+fn control_trial(case: Arc<LoadedCase>) -> Trial {
+    Trial::ignorable_test(format!("control_under_none::{}", case.case.id), move || {
+        let mut slot = DriverSlot::new(&NoneFactory);
+        let r = harness().run_control(&case, &mut slot);
+        match r.status {
+            Status::Pass => Ok(Completion::Completed),
+            Status::Skip => Ok(Completion::ignored_with(reason(&r))),
+            other => Err(Failed::from(format!(
+                "the control of {} {} under none ({}): {}",
+                case.case.id,
                 other.label(),
                 case.path.display(),
                 reason(&r)
@@ -156,6 +179,11 @@ fn main() {
                     let c = Arc::new(c);
                     if c.case.tags.contains(&Tag::Isolation) {
                         trials.push(isolation_trial(Arc::clone(&c)));
+                    }
+                    let unsandboxed =
+                        c.case.control.as_ref().and_then(|c| c.driver) == Some(ControlDriver::None);
+                    if unsandboxed {
+                        trials.push(control_trial(Arc::clone(&c)));
                     }
                     trials.push(case_trial(c));
                 }

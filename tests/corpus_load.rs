@@ -99,7 +99,7 @@ fn every_area_directory_has_cases_and_ids_start_with_their_area() {
 
 #[test]
 fn every_case_expands_with_all_variables_set() {
-    let vars: BTreeMap<String, String> = sandspec::corpus::template::VARIABLES
+    let mut vars: BTreeMap<String, String> = sandspec::corpus::template::VARIABLES
         .iter()
         .map(|(n, _)| {
             (
@@ -112,6 +112,13 @@ fn every_case_expands_with_all_variables_set() {
             )
         })
         .collect();
+    // Inherited fds, as many as any case has.
+    for i in 0..8 {
+        vars.insert(
+            sandspec::corpus::template::fd_variable(i),
+            (10 + i).to_string(),
+        );
+    }
     for c in shipped() {
         // Inherited fds get their numbers (`${FD_i}`) at run time, one per
         // `run.fds` entry.

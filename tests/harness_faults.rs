@@ -202,6 +202,26 @@ fn a_driver_flooding_stderr_without_line_breaks_costs_the_harness_no_memory() {
     );
 }
 
+fn a_daemon_left_by_a_driver_that_dies_is_listed_and_killed() {
+    let (r, state) = run_faulty("daemon-exit");
+    assert_fault_then_recovery(
+        &r,
+        "daemon-exit",
+        &["exited while running seq", "left 1 process(es) alive"],
+    );
+    let pids = recorded_pids(state.path());
+    // The first launch, its daemon, the relaunch.
+    assert_eq!(pids.len(), 3, "pids recorded: {pids:?}");
+    let daemon = pids[1];
+    let listed = &r[0].survivors;
+    assert_eq!(
+        listed.iter().map(|s| s.pid).collect::<Vec<_>>(),
+        [daemon],
+        "{listed:?}"
+    );
+    assert!(!is_alive(daemon), "the daemon {daemon} is still alive");
+}
+
 /// `s` as one word for `sh` (`--driver-cmd` runs its string with `sh -c`),
 /// so paths with spaces or quotes survive.
 fn sh_quote(s: &str) -> String {
@@ -298,6 +318,10 @@ fn main() {
         (
             "a_driver_claiming_an_unknown_capability_is_an_error",
             a_driver_claiming_an_unknown_capability_is_an_error,
+        ),
+        (
+            "a_daemon_left_by_a_driver_that_dies_is_listed_and_killed",
+            a_daemon_left_by_a_driver_that_dies_is_listed_and_killed,
         ),
         (
             "a_driver_refusing_a_run_is_an_error_but_keeps_its_instance",

@@ -158,6 +158,12 @@ fn run(args: RunArgs) -> Result<i32, String> {
         "{}",
         summary::render(&info, &results, use_color(std::io::stdout().is_terminal()))
     );
+    // Without a cgroup per run, say what finding survivors rests on.
+    if let Some(t) = crate::oracle::tracker::Tracking::started() {
+        if !t.has_cgroups() {
+            println!("survivors: {}", t.describe());
+        }
+    }
     if let Some(p) = &args.json {
         json::write(p, &json::build(&info, &results))?;
     }

@@ -10,6 +10,7 @@
 
 use std::collections::BTreeSet;
 use std::os::fd::{BorrowedFd, RawFd};
+use std::sync::atomic::AtomicI32;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -18,6 +19,7 @@ use crate::corpus::case::{Capability, SimulatedLandlock};
 use crate::policy::{Command, Policy, RunOutput};
 
 mod child;
+mod keeper;
 pub mod none;
 pub mod process;
 pub mod protocol;
@@ -149,6 +151,16 @@ pub struct Attach<'a> {
     /// that spawns the command itself has it join before exec, so the
     /// harness finds everything the run starts.
     pub cgroup_procs: Option<RawFd>,
+    /// An in-process driver stores here the id of the thread that forks
+    /// the command (`gettid`), before it forks: the command's processes
+    /// are that thread's children and their descendants, which is how the
+    /// harness finds them while the run goes on (the inbound oracle).
+    pub spawner: Option<&'a AtomicI32>,
+}
+
+/// The calling thread's id, for [`Attach::spawner`].
+pub fn gettid() -> i32 {
+    nix::unistd::gettid().as_raw()
 }
 
 impl Attach<'_> {

@@ -10,10 +10,11 @@
 //! fds stay open across exec, and the command joins the run's cgroup
 //! before exec so that the harness finds all it starts.
 
+use std::ffi::CString;
 use std::io::{ErrorKind, Read, Write};
-use std::os::fd::AsFd;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, ExitStatus, Stdio};
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,7 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags};
 
 use super::child::kill_group;
+use super::keeper::{self, Keeper, Plan, Started};
 use super::{Attach, Driver, DriverError, DriverFactory, Hello, RunRequest};
 use crate::corpus::case::SimulatedLandlock;
 use crate::policy::{
@@ -52,14 +54,30 @@ impl DriverFactory for NoneFactory {
                 }
             })?)),
         };
-        Ok(Box::new(NoneDriver { simulate }))
+        Ok(Box::new(NoneDriver {
+            simulate,
+            keeper: None,
+        }))
     }
 }
 
-/// One `none` instance; stateless apart from the simulation filter.
+/// One `none` instance: the simulation filter, and the keeper of the last
+/// run (released when the next run starts, or on drop: by then the harness
+/// has swept what the run left).
 #[derive(Debug)]
 pub struct NoneDriver {
     simulate: Option<Arc<NoLandlock>>,
+    keeper: Option<Keeper>,
+}
+
+impl NoneDriver {
+    /// An instance without simulation (for tests and benchmarks).
+    pub fn plain() -> NoneDriver {
+        NoneDriver {
+            simulate: None,
+            keeper: None,
+        }
+    }
 }
 
 impl Driver for NoneDriver {
@@ -73,7 +91,7 @@ impl Driver for NoneDriver {
     }
 
     fn run(&mut self, req: &RunRequest, watchdog: Duration) -> Result<RunOutput, DriverError> {
-        run_plain(req, &Attach::default(), watchdog, self.simulate.as_ref())
+        self.run_attached(req, &Attach::default(), watchdog)
     }
 
     fn run_attached(
@@ -82,8 +100,38 @@ impl Driver for NoneDriver {
         attach: &Attach<'_>,
         watchdog: Duration,
     ) -> Result<RunOutput, DriverError> {
-        run_plain(req, attach, watchdog, self.simulate.as_ref())
+        if let Some(k) = self.keeper.take() {
+            k.release();
+        }
+        run_plain(
+            req,
+            attach,
+            watchdog,
+            self.simulate.as_ref(),
+            &mut self.keeper,
+        )
     }
+}
+
+/// Where `program` is, searched in `path` (a `PATH` value) when it has no
+/// slash, as execvp(3) does.
+fn resolve(program: &std::ffi::OsStr, path: &std::ffi::OsStr) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let is_exe = |p: &std::path::Path| {
+        p.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.as_encoded_bytes().contains(&b'/') {
+        return Some(program.into());
+    }
+    std::env::split_paths(path)
+        .map(|d| d.join(program))
+        .find(|p| is_exe(p))
+}
+
+fn cstr(s: impl AsRef<std::ffi::OsStr>) -> Result<CString, String> {
+    CString::new(s.as_ref().as_encoded_bytes())
+        .map_err(|_| format!("{:?} contains a NUL byte", s.as_ref()))
 }
 
 /// Spawns the request's command with no restriction and collects its output.
@@ -92,8 +140,10 @@ fn run_plain(
     attach: &Attach<'_>,
     watchdog: Duration,
     simulate: Option<&Arc<NoLandlock>>,
+    keeper_slot: &mut Option<Keeper>,
 ) -> Result<RunOutput, DriverError> {
     let policy = &req.policy;
+    let spawn_failed = |why: String| Ok(RunOutput::setup_error(SetupErrorKind::SpawnFailed, why));
     // A script body goes into a file, never into argv (ARG_MAX).
     let mut _script_file = None;
     let argv: Vec<std::ffi::OsString> = match &req.command.program {
@@ -102,9 +152,8 @@ fn run_plain(
             let file = match write_script(&s.body) {
                 Ok(f) => f,
                 Err(e) => {
-                    return Ok(RunOutput::setup_error(
-                        SetupErrorKind::SpawnFailed,
-                        format!("failed to write the script to a temporary file: {e}"),
+                    return spawn_failed(format!(
+                        "failed to write the script to a temporary file: {e}"
                     ))
                 }
             };
@@ -114,111 +163,110 @@ fn run_plain(
             a
         }
     };
-    let Some((program, args)) = argv.split_first() else {
+    let Some(program) = argv.first() else {
         return Ok(RunOutput::setup_error(
             SetupErrorKind::InvalidPolicy,
             "failed to start the command: empty argv",
         ));
     };
-    let mut cmd = std::process::Command::new(program);
-    cmd.args(args)
-        .env_clear()
-        .envs(&policy.env)
-        .current_dir(policy.cwd.as_deref().unwrap_or("/".as_ref()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .stdin(if req.command.stdin.is_empty() {
-            Stdio::null()
-        } else {
-            Stdio::piped()
-        });
-    if let Some(tty) = attach.terminal {
-        let tty = match tty.try_clone_to_owned() {
-            Ok(t) => t,
-            Err(e) => {
-                return Ok(RunOutput::setup_error(
-                    SetupErrorKind::SpawnFailed,
-                    format!("failed to hand the command its terminal: {e}"),
-                ))
-            }
-        };
-        cmd.stdin(Stdio::from(tty));
-    } else {
-        cmd.process_group(0);
-    }
-    if !policy.env.contains_key("PATH") {
-        cmd.env("PATH", DEFAULT_PATH);
-    }
-    let session = attach.terminal.is_some();
-    let inherit: Vec<i32> = attach.fds.to_vec();
-    let cgroup = attach.cgroup_procs;
-    // SAFETY: only system calls run in the child (setsid, ioctl, fcntl,
-    // write), on plain integers and a static buffer, as pre_exec requires.
-    unsafe {
-        cmd.pre_exec(move || {
-            let check = |r: libc::c_int| {
-                if r < 0 {
-                    Err(std::io::Error::last_os_error())
-                } else {
-                    Ok(())
-                }
-            };
-            if let Some(fd) = cgroup {
-                // Writing "0" moves the writer itself.
-                let r = libc::write(fd, b"0".as_ptr().cast(), 1);
-                check(if r == 1 { 0 } else { -1 })?;
-            }
-            if session {
-                // Its own session, with the terminal (already its stdin) as
-                // the controlling terminal.
-                check(libc::setsid())?;
-                check(libc::ioctl(0, libc::TIOCSCTTY, 0))?;
-            }
-            for &fd in &inherit {
-                check(libc::fcntl(fd, libc::F_SETFD, 0))?;
-            }
-            Ok(())
-        });
-    }
-    if let Some(filter) = simulate {
-        let filter = Arc::clone(filter);
-        // SAFETY: `install` is async-signal-safe (one prctl and one seccomp
-        // syscall on a program built before the fork), as pre_exec requires.
-        unsafe {
-            cmd.pre_exec(move || filter.install());
-        }
-    }
-    let start = Instant::now();
-    let spawned = cmd.spawn();
-    // Never taken for an orphan by a concurrent run's sweep.
-    let _own = spawned
-        .as_ref()
-        .ok()
-        .map(|c| crate::oracle::tracker::own_child(c.id()));
-    let child = match spawned {
-        Ok(c) => c,
+    let mut env = policy.env.clone();
+    env.entry("PATH".into())
+        .or_insert_with(|| DEFAULT_PATH.to_string());
+    let Some(path) = resolve(program, env["PATH"].as_ref()) else {
+        return spawn_failed(format!(
+            "failed to start {}: No such file or directory (os error 2)",
+            program.to_string_lossy()
+        ));
+    };
+    let cwd = policy.cwd.clone().unwrap_or_else(|| "/".into());
+    let strings = (|| {
+        Ok::<_, String>((
+            cstr(&path)?,
+            argv.iter().map(cstr).collect::<Result<Vec<_>, _>>()?,
+            env.iter()
+                .map(|(k, v)| cstr(format!("{k}={v}")))
+                .collect::<Result<Vec<_>, _>>()?,
+            cstr(&cwd)?,
+        ))
+    })();
+    let (path_c, argv_c, envp_c, cwd_c) = match strings {
+        Ok(s) => s,
         Err(e) => {
             return Ok(RunOutput::setup_error(
-                SetupErrorKind::SpawnFailed,
-                format!("failed to start {}: {e}", program.to_string_lossy()),
+                SetupErrorKind::InvalidPolicy,
+                format!("failed to start the command: {e}"),
             ))
         }
     };
+    let pipes = (|| {
+        let out = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+        let err = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+        let stdin = if req.command.stdin.is_empty() || attach.terminal.is_some() {
+            None
+        } else {
+            Some(nix::unistd::pipe2(OFlag::O_CLOEXEC)?)
+        };
+        let null = std::fs::File::open("/dev/null")
+            .map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
+        Ok::<_, nix::errno::Errno>((out, err, stdin, null))
+    })();
+    let ((out_r, out_w), (err_r, err_w), stdin_pipe, null) = match pipes {
+        Ok(p) => p,
+        Err(e) => return spawn_failed(format!("failed to create the command's pipes: {e}")),
+    };
+    let stdin_fd = match (&attach.terminal, &stdin_pipe) {
+        (Some(tty), _) => tty.as_raw_fd(),
+        (None, Some((r, _))) => r.as_raw_fd(),
+        (None, None) => null.as_raw_fd(),
+    };
+    if let Some(t) = attach.spawner {
+        t.store(super::gettid(), std::sync::atomic::Ordering::Release);
+    }
+    let plan = Plan {
+        path: path_c,
+        argv: argv_c,
+        envp: envp_c,
+        cwd: cwd_c,
+        stdio: [stdin_fd, out_w.as_raw_fd(), err_w.as_raw_fd()],
+        terminal: attach.terminal.is_some(),
+        inherit: attach.fds.to_vec(),
+        cgroup: attach.cgroup_procs,
+        filter: simulate.cloned(),
+    };
+    let start = Instant::now();
+    let started = match keeper::spawn(&plan) {
+        Ok(s) => s,
+        Err(e) => {
+            return spawn_failed(format!(
+                "failed to start {}: {e}",
+                program.to_string_lossy()
+            ))
+        }
+    };
+    // Only the command holds the write ends now.
+    drop((out_w, err_w, null));
+    let stdin_w = stdin_pipe.map(|(_, w)| w);
     let cap = policy
         .limits
         .output_bytes
         .map(|s| s.0)
         .unwrap_or(DEFAULT_OUTPUT_BYTES) as usize;
     let deadline = policy.timeout.map(|t| start + t.0);
-    collect(
-        child,
+    let Started { keeper, status } = started;
+    let result = collect(
+        Streams {
+            out: std::fs::File::from(out_r),
+            err: std::fs::File::from(err_r),
+            stdin: stdin_w.map(std::fs::File::from),
+            status: std::fs::File::from(status),
+        },
         &req.command.stdin,
         cap,
         start,
         deadline,
         start + watchdog,
-    )
-    .map_err(|why| match why {
+    );
+    let fail = |why: Collect| match why {
         Collect::Hung => DriverError::Hung {
             driver: "none".into(),
             after: watchdog,
@@ -231,7 +279,25 @@ fn run_plain(
             driver: "none".into(),
             signal: crate::harness::interrupt::name(sig),
         },
-    })
+    };
+    match result {
+        Ok(Ended::Ran(out)) => {
+            *keeper_slot = Some(keeper);
+            Ok(out)
+        }
+        Ok(Ended::Failed(errno)) => {
+            keeper.release();
+            spawn_failed(format!(
+                "failed to start {}: {}",
+                program.to_string_lossy(),
+                std::io::Error::from_raw_os_error(errno)
+            ))
+        }
+        Err(e) => {
+            keeper.release();
+            Err(fail(e))
+        }
+    }
 }
 
 fn write_script(body: &str) -> std::io::Result<tempfile::NamedTempFile> {
@@ -305,69 +371,113 @@ fn set_nonblocking(fd: &impl AsFd) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Feeds stdin, reads both pipes, enforces the deadline (whole group killed,
-/// outcome `timeout`) and the watchdog, all on this thread.
+/// The harness's ends of the command's pipes, and the keeper's status.
+struct Streams {
+    out: std::fs::File,
+    err: std::fs::File,
+    stdin: Option<std::fs::File>,
+    status: std::fs::File,
+}
+
+/// How a collected run ended.
+enum Ended {
+    /// The command ran: its output.
+    Ran(RunOutput),
+    /// It never started: the errno of the failing step.
+    Failed(i32),
+}
+
+/// The keeper's messages, as they arrive.
+#[derive(Default)]
+struct Status {
+    buf: Vec<u8>,
+    pid: Option<i32>,
+    status: Option<ExitStatus>,
+    failed: Option<i32>,
+    eof: bool,
+}
+
+impl Status {
+    fn read(&mut self, f: &mut std::fs::File) -> std::io::Result<()> {
+        let mut chunk = [0u8; 64];
+        loop {
+            match f.read(&mut chunk) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(());
+                }
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        while self.buf.len() >= 8 {
+            let word = |b: &[u8]| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+            let (tag, value) = (word(&self.buf[..4]), word(&self.buf[4..8]));
+            self.buf.drain(..8);
+            match tag {
+                keeper::TAG_PID => self.pid = Some(value),
+                keeper::TAG_STATUS => self.status = Some(ExitStatus::from_raw(value)),
+                keeper::TAG_FAILED => self.failed = Some(value),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Feeds stdin, reads both pipes, enforces the deadline (the command's
+/// whole group killed, outcome `timeout`) and the watchdog, all on this
+/// thread; the keeper says when the command has exited, and how.
 fn collect(
-    mut child: Child,
+    mut s: Streams,
     input: &[u8],
     cap: usize,
     start: Instant,
     deadline: Option<Instant>,
     watchdog: Instant,
-) -> Result<RunOutput, Collect> {
-    let pid = child.id();
-    let fail = |child: &mut Child, e: std::io::Error| {
-        kill_group(pid);
-        let _ = child.wait();
-        Collect::Io(e)
-    };
-    let mut out = match Capture::new(child.stdout.take()) {
-        Ok(c) => c,
-        Err(e) => return Err(fail(&mut child, e)),
-    };
-    let mut err = match Capture::new(child.stderr.take()) {
-        Ok(c) => c,
-        Err(e) => return Err(fail(&mut child, e)),
-    };
-    let mut stdin = child.stdin.take();
-    if let Some(s) = &stdin {
-        if let Err(e) = set_nonblocking(s) {
-            return Err(fail(&mut child, e));
-        }
+) -> Result<Ended, Collect> {
+    let mut out = Capture::new(Some(s.out)).map_err(Collect::Io)?;
+    let mut err = Capture::new(Some(s.err)).map_err(Collect::Io)?;
+    if let Some(i) = &s.stdin {
+        set_nonblocking(i).map_err(Collect::Io)?;
     }
-    // Readable once the command has exited, so the loop below wakes at
-    // once; without it (kernel < 5.3) the loop sleeps between checks.
-    let pidfd = crate::pidfd::open(pid as i32);
+    set_nonblocking(&s.status).map_err(Collect::Io)?;
+    let mut st = Status::default();
     let mut pending = input;
-    let mut status: Option<ExitStatus> = None;
     let mut ended: Option<Instant> = None;
     let mut timed_out = false;
+    let kill = |st: &Status| {
+        if let Some(pid) = st.pid {
+            kill_group(pid as u32);
+        }
+    };
     loop {
         let now = Instant::now();
-        if status.is_none() {
-            match child.try_wait() {
-                Ok(Some(s)) => {
-                    status = Some(s);
-                    ended = Some(now);
-                }
-                Ok(None) => {}
-                Err(e) => return Err(fail(&mut child, e)),
-            }
+        st.read(&mut s.status).map_err(Collect::Io)?;
+        if let Some(errno) = st.failed {
+            return Ok(Ended::Failed(errno));
         }
-        if status.is_none() {
-            if deadline.is_some_and(|d| now >= d) {
-                // Signal the group before reaping its leader.
-                kill_group(pid);
-                status = child.wait().ok();
+        if st.status.is_none() && st.eof {
+            kill(&st);
+            return Err(Collect::Io(std::io::Error::other(
+                "the keeper process ended without reporting the command's exit",
+            )));
+        }
+        if ended.is_none() && st.status.is_some() {
+            ended = Some(now);
+        }
+        if ended.is_none() {
+            if !timed_out && deadline.is_some_and(|d| now >= d) {
+                // The keeper reports the exit once the kill lands.
+                kill(&st);
                 timed_out = true;
-                ended = Some(Instant::now());
             } else if now >= watchdog {
-                kill_group(pid);
-                let _ = child.wait();
+                kill(&st);
                 return Err(Collect::Hung);
             } else if let Some(sig) = crate::harness::interrupt::requested() {
-                kill_group(pid);
-                let _ = child.wait();
+                kill(&st);
                 return Err(Collect::Interrupted(sig));
             }
         }
@@ -380,50 +490,50 @@ fn collect(
             }
         }
         {
-            let mut fds = Vec::with_capacity(3);
-            if let Some(s) = &out.src {
-                fds.push(PollFd::new(s.as_fd(), PollFlags::POLLIN));
+            let mut fds = Vec::with_capacity(4);
+            if let Some(f) = &out.src {
+                fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
             }
-            if let Some(s) = &err.src {
-                fds.push(PollFd::new(s.as_fd(), PollFlags::POLLIN));
+            if let Some(f) = &err.src {
+                fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
             }
-            if let Some(s) = &stdin {
-                fds.push(PollFd::new(s.as_fd(), PollFlags::POLLOUT));
+            if let Some(f) = &s.stdin {
+                fds.push(PollFd::new(f.as_fd(), PollFlags::POLLOUT));
             }
-            if let (None, Some(p)) = (status, &pidfd) {
-                fds.push(PollFd::new(p.as_fd(), PollFlags::POLLIN));
+            if ended.is_none() {
+                fds.push(PollFd::new(s.status.as_fd(), PollFlags::POLLIN));
             }
-            if fds.is_empty() {
-                std::thread::sleep(Duration::from_millis(1));
-            } else {
-                match poll(&mut fds, 20u8) {
-                    Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                    Err(e) => return Err(fail(&mut child, e.into())),
+            match poll(&mut fds, 20u8) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => {
+                    kill(&st);
+                    return Err(Collect::Io(e.into()));
                 }
             }
         }
         if let Err(e) = out.drain(cap).and_then(|_| err.drain(cap)) {
-            return Err(fail(&mut child, e));
+            kill(&st);
+            return Err(Collect::Io(e));
         }
-        if let Some(s) = &mut stdin {
+        if let Some(f) = &mut s.stdin {
             if pending.is_empty() {
-                stdin = None; // EOF for the command
+                s.stdin = None; // EOF for the command
             } else {
-                match s.write(pending) {
+                match f.write(pending) {
                     Ok(n) => pending = &pending[n..],
                     Err(e) if e.kind() == ErrorKind::WouldBlock => {}
                     Err(e) if e.kind() == ErrorKind::Interrupted => {}
                     // The command closed its stdin (or died): stop feeding.
-                    Err(_) => stdin = None,
+                    Err(_) => s.stdin = None,
                 }
                 if pending.is_empty() {
-                    stdin = None;
+                    s.stdin = None;
                 }
             }
         }
     }
     let end = ended.unwrap_or_else(Instant::now);
-    let outcome = match (timed_out, status) {
+    let outcome = match (timed_out, st.status) {
         (true, _) => Outcome::Timeout,
         (false, Some(s)) => match (s.code(), s.signal()) {
             (Some(code), _) => Outcome::Exited { code },
@@ -440,14 +550,14 @@ fn collect(
             )))
         }
     };
-    Ok(RunOutput {
+    Ok(Ended::Ran(RunOutput {
         outcome,
         stdout: out.buf,
         stderr: err.buf,
         output_truncated: out.truncated || err.truncated,
         filtered_paths: Vec::new(),
         duration: end.duration_since(start),
-    })
+    }))
 }
 
 #[cfg(test)]
@@ -462,7 +572,7 @@ mod tests {
             policy,
             command,
         };
-        NoneDriver { simulate: None }
+        NoneDriver::plain()
             .run(&req, Duration::from_secs(20))
             .unwrap()
     }
@@ -568,6 +678,94 @@ mod tests {
         let out = run(Policy::default(), Command::script("sh", body));
         assert_eq!(out.outcome, Outcome::Exited { code: 0 });
         assert_eq!(out.stdout, b"last-line\n");
+    }
+
+    #[test]
+    fn a_terminal_is_the_command_s_stdin_and_controlling_terminal() {
+        let t = crate::oracle::terminal::Terminal::open().unwrap();
+        let attach = Attach {
+            terminal: Some(t.slave()),
+            ..Default::default()
+        };
+        let req = RunRequest {
+            seq: 1,
+            case: "none.tty".into(),
+            policy: Policy::default(),
+            command: sh("readlink /proc/self/fd/0; cut -d' ' -f6,7 /proc/$$/stat; echo $$"),
+        };
+        let out = NoneDriver::plain()
+            .run_attached(&req, &attach, Duration::from_secs(20))
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], t.path(), "{text}");
+        // Session leader (session id = its pid) with a controlling tty.
+        let (session, tty) = lines[1].split_once(' ').unwrap();
+        assert_eq!(session, lines[2], "{text}");
+        assert_ne!(tty, "0", "{text}");
+    }
+
+    #[test]
+    fn inherited_fds_stay_open_across_exec_and_others_do_not() {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        let other = tempfile::tempfile().unwrap();
+        use std::os::fd::AsRawFd;
+        let fd = f.as_file().as_raw_fd();
+        let fds = [fd];
+        let attach = Attach {
+            fds: &fds,
+            ..Default::default()
+        };
+        let req = RunRequest {
+            seq: 1,
+            case: "none.fds".into(),
+            policy: Policy::default(),
+            command: sh(&format!(
+                "readlink /proc/self/fd/{fd}; readlink /proc/self/fd/{} || echo closed",
+                other.as_raw_fd()
+            )),
+        };
+        let out = NoneDriver::plain()
+            .run_attached(&req, &attach, Duration::from_secs(20))
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(text, format!("{}\nclosed\n", f.path().display()));
+    }
+
+    #[test]
+    fn a_daemon_stays_below_the_keeper_until_the_next_run() {
+        let mut d = NoneDriver::plain();
+        let req = RunRequest {
+            seq: 1,
+            case: "none.daemon".into(),
+            policy: Policy::default(),
+            command: sh("setsid sleep 30 >/dev/null 2>&1 & echo $!"),
+        };
+        let out = d.run(&req, Duration::from_secs(20)).unwrap();
+        let pid: i32 = String::from_utf8(out.stdout)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // Orphaned by the shell, it went to the keeper, not to the harness.
+        let keeper = d.keeper.as_ref().unwrap().pid;
+        let stat = crate::oracle::procs::stat(pid).unwrap();
+        assert_eq!(stat.ppid, keeper);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        // The keeper reaps it (it looks every 100 ms once the command is
+        // done)...
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while crate::oracle::procs::stat(pid).is_some() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(crate::oracle::procs::stat(pid).is_none(), "not reaped");
+        // ...and the next run lets it go: it exits, and is reaped.
+        d.run(&RunRequest { seq: 2, ..req }, Duration::from_secs(20))
+            .unwrap();
+        assert!(crate::oracle::procs::stat(keeper).is_none());
     }
 
     #[test]

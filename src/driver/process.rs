@@ -99,6 +99,20 @@ impl ProcessFactory {
         if let Some(dir) = &self.cwd {
             cmd.current_dir(dir);
         }
+        // The driver is a child subreaper: what its runs orphan stays in
+        // its process tree, where the harness tells one run's survivors
+        // from another's (`crate::oracle::tracker`), instead of going to
+        // the harness, where only a cgroup or a start time could.
+        // SAFETY: one prctl with integer arguments, as pre_exec requires.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
         if let Some(how) = simulate {
             let filter = Arc::new(NoLandlock::new(how).map_err(|e| start_err(e.to_string()))?);
             // SAFETY: `install` is async-signal-safe (it loads a filter built

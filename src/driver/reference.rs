@@ -220,12 +220,26 @@ impl Driver for ReferenceDriver {
             }
             cleared.push(fd);
         }
-        let r = self.run(req, watchdog);
+        let r = self.run_named(req, watchdog, attach.spawner);
         restore(&cleared);
         r
     }
 
     fn run(&mut self, req: &RunRequest, watchdog: Duration) -> Result<RunOutput, DriverError> {
+        self.run_named(req, watchdog, None)
+    }
+}
+
+impl ReferenceDriver {
+    /// Runs the sandbox on a thread of its own; that thread's id goes
+    /// into `spawner` first (the sandbox's supervisor is its child, which
+    /// is how the harness finds the run's processes while it runs).
+    fn run_named(
+        &mut self,
+        req: &RunRequest,
+        watchdog: Duration,
+        spawner: Option<&std::sync::atomic::AtomicI32>,
+    ) -> Result<RunOutput, DriverError> {
         // The sandbox enforces the policy's timeout itself; the watchdog
         // guards against the sandbox hanging, and an interrupt stops the
         // run. Either way the run is cancelled (its whole tree killed and
@@ -247,9 +261,11 @@ impl Driver for ReferenceDriver {
             grace: Duration::ZERO,
         };
         let done = tx.clone();
+        let (tid_tx, tid_rx) = mpsc::channel();
         std::thread::Builder::new()
             .name(format!("reference:{}", req.case))
             .spawn(move || {
+                let _ = tid_tx.send(super::gettid());
                 let sandbox = match mutant {
                     None => Sandbox::new(&policy),
                     Some(m) => Sandbox::new_mutant(&policy, m),
@@ -261,6 +277,9 @@ impl Driver for ReferenceDriver {
                 let _ = done.send(Msg::Done(out));
             })
             .map_err(|e| err(format!("failed to start a thread: {e}")))?;
+        if let (Some(slot), Ok(tid)) = (spawner, tid_rx.recv()) {
+            slot.store(tid, std::sync::atomic::Ordering::Release);
+        }
         let hook_tx = Mutex::new(tx);
         let _hook = interrupt::on_interrupt(move |sig, _| {
             if let Ok(tx) = hook_tx.lock() {
@@ -338,5 +357,86 @@ impl Stop {
                 signal: interrupt::name(sig),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{Command, Policy, Timeout};
+    use std::os::fd::AsRawFd;
+    use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+
+    fn cloexec(fd: i32) -> bool {
+        // SAFETY: F_GETFD on a descriptor the test holds.
+        unsafe { libc::fcntl(fd, libc::F_GETFD) & libc::FD_CLOEXEC != 0 }
+    }
+
+    #[test]
+    fn inherited_fds_are_held_inheritable_for_the_call_only_and_the_spawner_is_named() {
+        if !matches!(
+            crate::kernel::landlock(),
+            crate::kernel::LandlockSupport::Abi(_)
+        ) {
+            return;
+        }
+        let f = tempfile::tempfile().unwrap();
+        let fd = f.as_raw_fd();
+        assert!(cloexec(fd));
+        let policy = Policy {
+            exec: vec!["/usr".into(), "/lib".into(), "/lib64".into(), "/bin".into()],
+            timeout: Some(Timeout(Duration::from_secs(5))),
+            ..Default::default()
+        };
+        let req = RunRequest {
+            seq: 1,
+            case: "t.fds".into(),
+            policy,
+            command: Command::argv(["sleep", "0.3"]),
+        };
+        let spawner = AtomicI32::new(0);
+        let seen_inheritable = AtomicBool::new(false);
+        let done = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                while !done.load(Ordering::Acquire) {
+                    if !cloexec(fd) {
+                        seen_inheritable.store(true, Ordering::Release);
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            });
+            let fds = [fd];
+            let attach = super::super::Attach {
+                fds: &fds,
+                spawner: Some(&spawner),
+                ..Default::default()
+            };
+            let out = ReferenceDriver::new()
+                .run_attached(&req, &attach, Duration::from_secs(10))
+                .unwrap();
+            done.store(true, Ordering::Release);
+            assert_eq!(
+                out.outcome,
+                crate::policy::Outcome::Exited { code: 0 },
+                "{out:?}"
+            );
+        });
+        assert!(
+            seen_inheritable.load(Ordering::Acquire),
+            "the fd was never inheritable"
+        );
+        assert!(cloexec(fd), "the fd stayed inheritable after the call");
+        assert_ne!(spawner.load(Ordering::Acquire), 0);
+        // A terminal cannot be handed over in process.
+        let tty = std::fs::File::open("/dev/null").unwrap();
+        let attach = super::super::Attach {
+            terminal: Some(std::os::fd::AsFd::as_fd(&tty)),
+            ..Default::default()
+        };
+        assert!(ReferenceDriver::new()
+            .run_attached(&req, &attach, Duration::from_secs(10))
+            .is_err());
+        assert!(!hello().capabilities.contains(&Capability::Terminal));
     }
 }

@@ -14,6 +14,9 @@ use crate::oracle::objects::{self, Object, Snapshot};
 use crate::oracle::tracker::{RunTracker, Survivor};
 use crate::oracle::{Observations, Oracles};
 
+/// The lowest number an inherited fd gets.
+pub const FIRST_INHERITED: RawFd = 10;
+
 /// File descriptors reserved for a run's inherited fds: their numbers are
 /// known before the case's templates are expanded (`${FD_i}`), the files
 /// are opened onto them after the setup made them.
@@ -23,13 +26,25 @@ pub struct InheritedFds {
 }
 
 impl InheritedFds {
-    /// Reserves `n` numbers (each a close-on-exec `/dev/null` for now).
+    /// Reserves `n` numbers (each a close-on-exec `/dev/null` for now),
+    /// from [`FIRST_INHERITED`] up: below it a backend may keep fds of its
+    /// own at fixed numbers (the reference puts its script pipe at 3).
     pub fn reserve(n: usize) -> Result<InheritedFds, String> {
         let mut fds = Vec::with_capacity(n);
         for _ in 0..n {
             let f = std::fs::File::open("/dev/null")
                 .map_err(|e| format!("failed to reserve an fd number: {e}"))?;
-            fds.push(OwnedFd::from(f));
+            // SAFETY: F_DUPFD_CLOEXEC on an open fd returns a new one (or -1).
+            let high =
+                unsafe { libc::fcntl(f.as_raw_fd(), libc::F_DUPFD_CLOEXEC, FIRST_INHERITED) };
+            if high < 0 {
+                return Err(format!(
+                    "failed to reserve an fd number: {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+            // SAFETY: `high` was just returned by the kernel; nothing else owns it.
+            fds.push(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(high) });
         }
         Ok(InheritedFds { fds })
     }
@@ -150,6 +165,7 @@ impl Observers {
             terminal: oracles.terminal(),
             fds,
             cgroup_procs: self.tracker.cgroup().map(|c| c.procs_fd()),
+            spawner: Some(self.tracker.spawner()),
         }
     }
 

@@ -197,6 +197,22 @@ impl Harness {
 
     /// Runs one case (and its control) through `slot`.
     pub fn run_case(&self, lc: &LoadedCase, slot: &mut DriverSlot<'_>) -> CaseResult {
+        self.run_phases(lc, slot, false)
+    }
+
+    /// Runs only the case's control (a case without one is an error): a
+    /// control must pass wherever it runs, and under the `none` driver the
+    /// case itself fails before its control is reached.
+    pub fn run_control(&self, lc: &LoadedCase, slot: &mut DriverSlot<'_>) -> CaseResult {
+        self.run_phases(lc, slot, true)
+    }
+
+    fn run_phases(
+        &self,
+        lc: &LoadedCase,
+        slot: &mut DriverSlot<'_>,
+        control_only: bool,
+    ) -> CaseResult {
         let case = &lc.case;
         let t0 = Instant::now();
         let mut r = CaseResult {
@@ -234,8 +250,11 @@ impl Harness {
             return done(r, Status::Skip, Some(why));
         }
         let mut phases = vec![Phase::Main];
-        if case.control.is_some() {
+        if case.control.is_some() || control_only {
             phases.push(Phase::Control);
+        }
+        if control_only {
+            phases.remove(0);
         }
         for phase in phases {
             let label = match phase {
@@ -421,6 +440,9 @@ impl Harness {
                 .as_ref()
                 .map(|sim| slot.factory().spawn(Some(sim.landlock)))
         };
+        // Kept until the sweep is done: a `none` driver's keeper holds what
+        // the run orphaned until it is let go.
+        let mut kept_driver: Option<(Box<dyn Driver>, _)> = None;
         let result: Result<RunOutput, DriverError> = match own_driver {
             None => match slot.pid() {
                 Err(e) => Err(e),
@@ -438,25 +460,30 @@ impl Harness {
                     }
                 }
             },
-            Some(spawned) => spawned.and_then(|mut d| {
-                let _own = d.pid().map(own_child);
-                d.hello()?;
-                observers.attach_driver(d.pid());
-                observers
-                    .start_inbound(&case.oracles)
-                    .map_err(|e| DriverError::Reported {
-                        driver: "harness".into(),
-                        message: e,
-                    })?;
-                let attach = observers.attach(&oracles, &fd_numbers);
-                d.run_attached(&req, &attach, watchdog)
-            }),
+            Some(Err(e)) => Err(e),
+            Some(Ok(d)) => {
+                let own = d.pid().map(own_child);
+                let d = &mut kept_driver.insert((d, own)).0;
+                (|| {
+                    d.hello()?;
+                    observers.attach_driver(d.pid());
+                    observers
+                        .start_inbound(&case.oracles)
+                        .map_err(|e| DriverError::Reported {
+                            driver: "harness".into(),
+                            message: e,
+                        })?;
+                    let attach = observers.attach(&oracles, &fd_numbers);
+                    d.run_attached(&req, &attach, watchdog)
+                })()
+            }
         };
         drop(fds);
         let mut seen = oracles.finish();
         // A process the backend is still killing is given a moment to go;
         // every other survivor is listed, killed and reaped.
         let observed = observers.finish(&mut seen, DYING_GRACE);
+        drop(kept_driver);
         let output = match result {
             Ok(o) => o,
             Err(e) => return Err(PhaseError::Driver(e, observed.survivors)),

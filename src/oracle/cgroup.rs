@@ -171,6 +171,23 @@ impl RunCgroup {
         members_of(&self.dir)
     }
 
+    /// Freezes the cgroup (Linux 5.2+): its processes stop where they are,
+    /// forks in flight included, so a chain of short-lived processes
+    /// cannot move on while it is being listed. Best effort.
+    pub fn freeze(&self) {
+        let _ = fs::write(self.dir.join("cgroup.freeze"), "1");
+    }
+
+    /// Undoes [`RunCgroup::freeze`].
+    pub fn thaw(&self) {
+        let _ = fs::write(self.dir.join("cgroup.freeze"), "0");
+    }
+
+    /// One `cgroup.kill` (Linux 5.14+), not waiting; a no-op before.
+    pub fn kill_now(&self) {
+        let _ = fs::write(self.dir.join("cgroup.kill"), "1");
+    }
+
     /// Kills everything in the cgroup: `cgroup.kill` (Linux 5.14+) does it
     /// at once, forks in flight included; before that, freeze, SIGKILL
     /// each member, thaw, until none is left. Waits up to 2 s for the

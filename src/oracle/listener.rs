@@ -70,6 +70,10 @@ impl AsRawFd for Socket {
 #[derive(Default)]
 struct State {
     count: u64,
+    /// Pathname unix connections, held open until `stop`: a client that
+    /// writes after connecting (as a real one does) must not see its peer
+    /// gone (EPIPE) and take the refusal for the sandbox's.
+    held: Vec<std::os::unix::net::UnixStream>,
     stopped: bool,
     /// The flush's sentinel payload (random, not counted) while `stop`
     /// waits for it, and how many copies have arrived.
@@ -103,7 +107,9 @@ impl Shared {
                     self.handle_datagram(s, st, &buf[..n], from);
                 }),
                 Socket::Unix(l) => l.accept().map(|(conn, _)| {
-                    drop(conn);
+                    if self.role == Role::UnixPath && st.held.len() < MAX_HELD {
+                        st.held.push(conn);
+                    }
                     st.count += 1;
                 }),
                 Socket::UnixDgram(s) => s.recv(&mut buf).map(|_| st.count += 1),
@@ -134,6 +140,9 @@ impl Shared {
         }
     }
 }
+
+/// How many connections a pathname unix listener holds open at most.
+const MAX_HELD: usize = 64;
 
 /// Errors after which the next accept/receive may well succeed.
 fn is_transient(e: &io::Error) -> bool {
@@ -258,6 +267,7 @@ impl Listener {
             if let Socket::Udp(_) = self.shared.io.get_ref() {
                 self.flush_backlogs(&mut st);
             }
+            st.held.clear();
             st.count
         };
         self.task.abort();

@@ -25,7 +25,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -149,10 +150,15 @@ impl Tracking {
                     ))
                 }
             };
-            Tracking {
-                cgroups: CgroupRoot::find(),
-                orphans,
-            }
+            // The directory may exist (made by root) and still be closed
+            // to this user: try one run cgroup.
+            let cgroups = CgroupRoot::find().and_then(|root| {
+                root.create_run()
+                    .map(drop)
+                    .map(|()| root)
+                    .map_err(|e| e.to_string())
+            });
+            Tracking { cgroups, orphans }
         })
     }
 
@@ -167,20 +173,30 @@ impl Tracking {
         let mut parts = Vec::new();
         match &self.cgroups {
             Ok(root) => parts.push(format!("a cgroup per run (under {})", root.dir().display())),
-            Err(why) => parts.push(format!(
-                "no cgroup per run ({why}): orphans are told apart by start time, so with \
-                 runs in parallel one may be blamed on every run that was in progress when \
-                 it started"
+            Err(why) => parts.push(format!("no cgroup per run ({why})")),
+        }
+        parts.push(
+            "process trees (the none driver's keeper, external drivers made subreapers, the \
+             reference's supervisor)"
+                .into(),
+        );
+        match (&self.orphans, &self.cgroups) {
+            (Ok(()), Ok(_)) => parts.push(
+                "orphans that escape those reach the harness (a child subreaper), told apart by \
+                 cgroup"
+                    .into(),
+            ),
+            (Ok(()), Err(_)) => parts.push(
+                "orphans that escape those reach the harness (a child subreaper) and are told \
+                 apart by start time only: with runs in parallel such an orphan is blamed on \
+                 every run in progress when it started"
+                    .into(),
+            ),
+            (Err(why), _) => parts.push(format!(
+                "no orphan tracking ({why}): a process whose parent and every subreaper above \
+                 it died goes to init, and is found only by cgroup or argv"
             )),
         }
-        match &self.orphans {
-            Ok(()) => parts.push("orphans re-parented to the harness (a child subreaper)".into()),
-            Err(why) => parts.push(format!(
-                "no orphan tracking ({why}): a process whose parent died is re-parented to \
-                 init and found only by cgroup or argv"
-            )),
-        }
-        parts.push("external drivers' process trees".into());
         parts.push("the probe's argv".into());
         parts.join("; ")
     }
@@ -197,6 +213,9 @@ pub struct RunTracker {
     /// An external driver: (its pid, its cgroup before the run, the
     /// descendants it had before the run).
     driver: Option<(i32, Option<String>, BTreeSet<ProcKey>)>,
+    /// The thread an in-process driver forks the command from (0: none
+    /// yet): its children and their descendants are the run's.
+    spawner: Arc<AtomicI32>,
 }
 
 /// What a run left behind.
@@ -233,7 +252,14 @@ impl RunTracker {
             cgroup_error,
             marker: marker.map(Path::to_path_buf),
             driver: None,
+            spawner: Arc::new(AtomicI32::new(0)),
         }
+    }
+
+    /// Where an in-process driver says which thread forks the command (see
+    /// `crate::driver::Attach::spawner`).
+    pub fn spawner(&self) -> &AtomicI32 {
+        &self.spawner
     }
 
     /// The run's cgroup, if it has one.
@@ -290,9 +316,11 @@ impl RunTracker {
             .as_ref()
             .map(|(pid, _, before)| (*pid, before.clone()));
         let marker = self.marker.clone();
+        let spawner = Arc::clone(&self.spawner);
         Box::new(move || {
             let table = procs::table();
             let mut found: BTreeSet<i32> = BTreeSet::new();
+            found.extend(spawned(&table, spawner.load(Ordering::Acquire)));
             if let Some(dir) = &cgroup_dir {
                 found.extend(super::cgroup::members_of(dir));
             }
@@ -318,6 +346,13 @@ impl RunTracker {
     /// Closes the window, finds every survivor, kills it and reaps what is
     /// the harness's child. A process with SIGKILL pending (the backend is
     /// already killing it) is given up to `grace` to be gone first.
+    ///
+    /// A survivor is a process of the run seen alive after the run ended,
+    /// even if it is gone a moment later: a chain of processes that fork
+    /// the next one and exit every few milliseconds is never the same pid
+    /// twice. So the run's cgroup is frozen first (its chain stops), and
+    /// finding and killing repeat until a look finds nothing of the run
+    /// alive (or 2 s have passed).
     pub fn finish(mut self, grace: Duration) -> Sweep {
         self.detach_driver();
         let end = procs::now_ticks();
@@ -325,16 +360,58 @@ impl RunTracker {
             let mut l = ledger();
             l.windows.insert(self.id, (self.start, Some(end)));
         }
-        let found = self.find(end);
-        let survivors = outlive(found, grace);
-        for s in &survivors {
-            kill(s);
+        if let Some(cg) = &self.cgroup {
+            cg.freeze();
+        }
+        let deadline = Instant::now() + SWEEP_LIMIT;
+        let mut seen: BTreeMap<ProcKey, (String, BTreeSet<FoundBy>)> = BTreeMap::new();
+        let mut dying: BTreeMap<ProcKey, (String, BTreeSet<FoundBy>)> = BTreeMap::new();
+        let mut quiet = 0;
+        for round in 0.. {
+            // The argv scan reads the whole process table: first and every
+            // tenth look only.
+            let (live, gone) = self.find(end, round % 10 == 0);
+            // Killed by another run's sweep, but this run's survivor too.
+            for (k, v) in gone {
+                seen.entry(k).or_insert(v);
+            }
+            // One empty look may fall between a process's fork and its
+            // child's first appearance: done after several in a row,
+            // longer than a chain step in all.
+            quiet = if live.is_empty() { quiet + 1 } else { 0 };
+            if quiet >= QUIET_LOOKS || Instant::now() >= deadline {
+                break;
+            }
+            for (k, v) in live {
+                if seen.contains_key(&k) || dying.contains_key(&k) {
+                    continue;
+                }
+                if sigkill_pending(k.pid) {
+                    dying.insert(k, v);
+                } else {
+                    kill(k);
+                    seen.insert(k, v);
+                }
+            }
+            if let Some(cg) = &self.cgroup {
+                cg.kill_now();
+            }
+            std::thread::sleep(LOOK_PAUSE);
+        }
+        // The backend was killing these: each gets the grace to be gone.
+        let grace_end = Instant::now() + grace;
+        for (k, v) in dying {
+            if !exits_by(k, grace_end) {
+                kill(k);
+                seen.insert(k, v);
+            }
         }
         if let Some(cg) = &self.cgroup {
             cg.kill();
+            cg.thaw();
         }
-        for (s, _) in &survivors {
-            reap(s.pid);
+        for k in seen.keys() {
+            reap(k.pid);
         }
         let mut l = ledger();
         l.windows.remove(&self.id);
@@ -344,35 +421,73 @@ impl RunTracker {
         l.orphans
             .retain(|k, _| oldest_open.is_some_and(|s| k.start + 2 >= s));
         Sweep {
-            survivors: survivors.into_iter().map(|(s, _)| s).collect(),
+            survivors: seen
+                .into_iter()
+                .map(|(k, (comm, how))| Survivor {
+                    pid: k.pid,
+                    comm,
+                    found_by: how.into_iter().collect(),
+                })
+                .collect(),
         }
     }
 
-    /// Every process of this run alive now, with its finders.
-    fn find(&self, end: u64) -> BTreeMap<ProcKey, (String, BTreeSet<FoundBy>)> {
-        let table = procs::table();
+    /// Every process of this run alive now, with its finders; and the
+    /// orphans of this run's window another run's sweep killed already.
+    #[allow(clippy::type_complexity)]
+    fn find(
+        &self,
+        end: u64,
+        full_scan: bool,
+    ) -> (
+        BTreeMap<ProcKey, (String, BTreeSet<FoundBy>)>,
+        BTreeMap<ProcKey, (String, BTreeSet<FoundBy>)>,
+    ) {
         let mut found: BTreeMap<i32, BTreeSet<FoundBy>> = BTreeMap::new();
         fn add(found: &mut BTreeMap<i32, BTreeSet<FoundBy>>, pid: i32, how: FoundBy) {
             found.entry(pid).or_default().insert(how);
         }
+        // Below `roots`: by the children files (quick), or the whole table.
+        let below = |roots: &[i32]| {
+            procs::descendants_walk(roots)
+                .unwrap_or_else(|| procs::descendants(&procs::table(), roots))
+        };
         if let Some(cg) = &self.cgroup {
             for p in cg.members() {
                 add(&mut found, p, FoundBy::Cgroup);
             }
         }
         if let Some((pid, _, before)) = &self.driver {
-            for p in procs::descendants(&table, &[*pid]) {
-                if table.get(&p).is_some_and(|i| !before.contains(&i.key())) {
+            for p in below(&[*pid]) {
+                if procs::stat(p).is_some_and(|i| !before.contains(&i.key())) {
                     add(&mut found, p, FoundBy::Tree);
                 }
             }
         }
-        if let Some(m) = &self.marker {
-            for p in processes_naming(m) {
-                add(&mut found, p, FoundBy::Argv);
+        if full_scan {
+            if let Some(m) = &self.marker {
+                for p in processes_naming(m) {
+                    add(&mut found, p, FoundBy::Argv);
+                }
+            }
+        }
+        let tid = self.spawner.load(Ordering::Acquire);
+        if tid != 0 {
+            let me = std::process::id() as i32;
+            let own = own().clone();
+            let children = procs::thread_children(me, tid).unwrap_or_default();
+            for &p in children.iter().filter(|p| !own.contains(p)) {
+                add(&mut found, p, FoundBy::Tree);
+            }
+            // What a keeper (the harness's own) holds is the run's.
+            for p in below(&children) {
+                add(&mut found, p, FoundBy::Tree);
             }
         }
         let mut ledger_hits = Vec::new();
+        // Orphans blamed by their start time alone: other runs whose
+        // window holds it must be told (see `Ledger`).
+        let mut by_window = BTreeSet::new();
         if Tracking::get().orphans.is_ok() {
             let (lo, hi) = (self.start.saturating_sub(2), end + 2);
             let me = std::process::id() as i32;
@@ -381,14 +496,19 @@ impl RunTracker {
                 if own.contains(&p) {
                     continue;
                 }
-                let Some(info) = table.get(&p) else { continue };
+                let Some(info) = procs::stat(p) else { continue };
                 let in_window = (lo..=hi).contains(&info.start);
                 let blame = match procs::cgroup2_path(p) {
                     // In a run cgroup: that run's, and only that run's.
                     Some(path) if path.contains(&format!("/{}/", super::cgroup::PARENT)) => {
                         self.cgroup.as_ref().is_some_and(|cg| cg.holds(&path))
                     }
-                    _ => in_window,
+                    _ => {
+                        if in_window {
+                            by_window.insert(p);
+                        }
+                        in_window
+                    }
                 };
                 if blame && info.is_live() {
                     add(&mut found, p, FoundBy::Orphan);
@@ -403,7 +523,7 @@ impl RunTracker {
         }
         // Whatever the survivors started belongs to the run too.
         let roots: Vec<i32> = found.keys().copied().collect();
-        for p in procs::descendants(&table, &roots) {
+        for p in below(&roots) {
             add(&mut found, p, FoundBy::Tree);
         }
         if let Some((pid, _, _)) = &self.driver {
@@ -413,13 +533,13 @@ impl RunTracker {
         let mut out = BTreeMap::new();
         let mut orphans_seen = Vec::new();
         for (pid, how) in found {
-            let Some(info) = table.get(&pid).cloned().or_else(|| procs::stat(pid)) else {
+            let Some(info) = procs::stat(pid) else {
                 continue;
             };
             if !info.is_live() {
                 continue;
             }
-            if how.contains(&FoundBy::Orphan) {
+            if by_window.contains(&pid) {
                 orphans_seen.push((info.key(), info.comm.clone()));
             }
             out.insert(info.key(), (info.comm, how));
@@ -431,53 +551,38 @@ impl RunTracker {
         drop(l);
         // Blamed on another run that swept first: still this run's
         // survivor (it is killed already).
-        for (k, comm) in ledger_hits {
-            out.entry(k)
-                .or_insert_with(|| (comm, BTreeSet::from([FoundBy::Orphan])));
-        }
-        out
+        let gone = ledger_hits
+            .into_iter()
+            .filter(|(k, _)| !out.contains_key(k))
+            .map(|(k, comm)| (k, (comm, BTreeSet::from([FoundBy::Orphan]))))
+            .collect();
+        (out, gone)
     }
+}
+
+/// The processes below the harness's thread `tid` (0: none): its children
+/// and their descendants, but not the harness's own children themselves (a
+/// victim, a keeper: what a keeper holds is the run's).
+fn spawned(table: &BTreeMap<i32, ProcInfo>, tid: i32) -> Vec<i32> {
+    if tid == 0 {
+        return Vec::new();
+    }
+    let me = std::process::id() as i32;
+    let own = own().clone();
+    let children = procs::thread_children(me, tid).unwrap_or_default();
+    let mut out: Vec<i32> = children
+        .iter()
+        .copied()
+        .filter(|p| !own.contains(p))
+        .collect();
+    out.extend(procs::descendants(table, &children));
+    out
 }
 
 fn mount_of(cg: &RunCgroup) -> Option<PathBuf> {
     let dir = cg.dir().to_string_lossy().into_owned();
     let rel = cg.path();
     dir.strip_suffix(rel).map(PathBuf::from)
-}
-
-/// The found processes that outlive the run: one with SIGKILL pending gets
-/// up to `grace` to go. Returns each with whether it is still alive.
-fn outlive(
-    found: BTreeMap<ProcKey, (String, BTreeSet<FoundBy>)>,
-    grace: Duration,
-) -> Vec<(Survivor, ProcKey)> {
-    let deadline = Instant::now() + grace;
-    let mut out = Vec::new();
-    for (key, (comm, how)) in found {
-        let alive = match procs::stat(key.pid) {
-            Some(p) if p.start == key.start && p.is_live() => {
-                if sigkill_pending(key.pid) {
-                    !exits_by(key, deadline)
-                } else {
-                    true
-                }
-            }
-            // Gone already: found through the ledger, killed by an earlier
-            // sweep. It outlived this run too.
-            _ => how == BTreeSet::from([FoundBy::Orphan]),
-        };
-        if alive {
-            out.push((
-                Survivor {
-                    pid: key.pid,
-                    comm,
-                    found_by: how.into_iter().collect(),
-                },
-                key,
-            ));
-        }
-    }
-    out
 }
 
 /// Whether `key` is gone by `deadline`.
@@ -494,10 +599,17 @@ fn exits_by(key: ProcKey, deadline: Instant) -> bool {
     }
 }
 
+/// How long a sweep goes on finding and killing a run's processes.
+const SWEEP_LIMIT: Duration = Duration::from_secs(2);
+
+/// Looks in a row that find nothing alive before a sweep ends, and the
+/// pause between looks: together longer than a fork chain's step (10 ms).
+const QUIET_LOOKS: u32 = 4;
+const LOOK_PAUSE: Duration = Duration::from_millis(3);
+
 /// SIGKILL, through a pidfd checked against the start time, so a reused
 /// pid is never signalled.
-fn kill(s: &(Survivor, ProcKey)) {
-    let (_, key) = s;
+fn kill(key: ProcKey) {
     let Some(fd) = crate::pidfd::open(key.pid) else {
         return;
     };

@@ -20,6 +20,8 @@
 //! - `duplicate-key`: answer with `"seq"` twice in the result;
 //! - `stderr-flood`: write 256 MiB to stderr without a line break, then
 //!   answer normally (a fault only if the harness cannot take it).
+//! - `daemon-exit`: start a daemon (a process group of its own, so a kill
+//!   of the driver's group misses it), then exit mid-run.
 //!
 //! In its handshake:
 //!
@@ -69,6 +71,7 @@ enum Mode {
     Garbage,
     WrongSeq,
     Error,
+    DaemonExit,
     BadVersion,
     BadCapability,
     PingError,
@@ -86,6 +89,7 @@ const MODES: &[(&str, Mode)] = &[
     ("garbage", Mode::Garbage),
     ("wrong-seq", Mode::WrongSeq),
     ("error", Mode::Error),
+    ("daemon-exit", Mode::DaemonExit),
     ("bad-version", Mode::BadVersion),
     ("bad-capability", Mode::BadCapability),
     ("ping-error", Mode::PingError),
@@ -324,6 +328,19 @@ fn run(mode: Mode, state: &Path, seq: u64, case: &str, policy: &Policy, command:
                         std::process::exit(1);
                     }
                 }
+            }
+            Mode::DaemonExit => {
+                use std::os::unix::process::CommandExt;
+                let daemon = std::process::Command::new(current_exe())
+                    .arg(SLEEPER_FLAG)
+                    .process_group(0)
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .expect("failed to start the daemon");
+                note_pid(state, daemon.id());
+                std::process::exit(0);
             }
             Mode::Garbage => {
                 send_line(b"this is not json\n");
