@@ -182,14 +182,21 @@ pub fn write(path: &Path, report: &RunReport) -> Result<(), String> {
     let mut text = serde_json::to_string_pretty(report)
         .map_err(|e| format!("failed to serialise the JSON report: {e}"))?;
     text.push('\n');
-    std::fs::write(path, text).map_err(|e| format!("failed to write {}: {e}", crate::escape::path(path)))
+    std::fs::write(path, text)
+        .map_err(|e| format!("failed to write {}: {e}", crate::escape::path(path)))
 }
 
 /// Reads a report written by [`write`] (for matrices and diffs).
 pub fn read(path: &Path) -> Result<RunReport, String> {
     let text = crate::input::read_text(path).map_err(|e| e.to_string())?;
-    let r: RunReport = serde_json::from_str(&text)
-        .map_err(|e| format!("{}:{}:{}: {e}", crate::escape::path(path), e.line(), e.column()))?;
+    let r: RunReport = serde_json::from_str(&text).map_err(|e| {
+        format!(
+            "{}:{}:{}: {e}",
+            crate::escape::path(path),
+            e.line(),
+            e.column()
+        )
+    })?;
     if r.format != FORMAT || r.format_version != FORMAT_VERSION {
         return Err(format!(
             "{}: not a {FORMAT} version {FORMAT_VERSION} file (format {:?} version {})",

@@ -74,5 +74,6 @@ pub fn render(info: &RunInfo, results: &[CaseResult]) -> Result<String, String> 
 /// Writes the XML to `path`.
 pub fn write(path: &Path, info: &RunInfo, results: &[CaseResult]) -> Result<(), String> {
     let xml = render(info, results)?;
-    std::fs::write(path, xml).map_err(|e| format!("failed to write {}: {e}", crate::escape::path(path)))
+    std::fs::write(path, xml)
+        .map_err(|e| format!("failed to write {}: {e}", crate::escape::path(path)))
 }
