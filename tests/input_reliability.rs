@@ -217,3 +217,26 @@ fn control_bytes_in_a_case_path_are_escaped_in_messages() {
     assert!(err.contains("e\\x1b[31mvil\\n/bad.yaml:"), "{err}");
     assert!(!err.contains('\x1b'), "a raw ESC reached stderr: {err:?}");
 }
+
+#[test]
+fn yaml_tags_are_rejected_in_expectation_files_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let case = tmp.path().join("c.yaml");
+    fs::write(&case, CASE).unwrap();
+    let expect = tmp.path().join("none.yaml");
+    fs::write(
+        &expect,
+        "driver: none\ncases:\n  fs.read.listed: !!binary aGk=\n",
+    )
+    .unwrap();
+    sandspec()
+        .args(["run", "--driver", "none", "--cases"])
+        .arg(&case)
+        .arg("--expect")
+        .arg(&expect)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "none.yaml:3:19: YAML tag \"!!binary\" is not allowed",
+        ));
+}

@@ -78,6 +78,38 @@ fn started_from(marker: &std::path::Path) -> Vec<i32> {
         .collect()
 }
 
+/// Until `delay` has passed (or, without one, until `alive` lists at least
+/// `want` processes), notes the run cgroups of every process `alive` lists.
+fn watch(
+    delay: Option<Duration>,
+    what: &str,
+    want: usize,
+    cgroups: &mut Vec<PathBuf>,
+    alive: impl Fn() -> Vec<i32>,
+) {
+    let t0 = Instant::now();
+    loop {
+        let procs = alive();
+        for p in &procs {
+            for c in run_cgroups(*p) {
+                if !cgroups.contains(&c) {
+                    cgroups.push(c);
+                }
+            }
+        }
+        match delay {
+            Some(d) if t0.elapsed() >= d => return,
+            None if procs.len() >= want => return,
+            None => assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "timed out waiting for {what}"
+            ),
+            Some(_) => {}
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 fn kill(pid: u32, sig: libc::c_int) {
     // SAFETY: kill(2) with integers.
     unsafe { libc::kill(pid as i32, sig) };
@@ -228,20 +260,9 @@ fn interrupt_sandbox(
     let mut child = sandbox_cmd(&marker, as_nobody).spawn().unwrap();
     let pid = sandspec_pid(&child, as_nobody);
     let mut cgroups: Vec<PathBuf> = Vec::new();
-    match delay {
-        None => wait_until("the probe and its daemon", Duration::from_secs(20), || {
-            let alive = marker.alive();
-            for p in &alive {
-                for c in run_cgroups(*p) {
-                    if !cgroups.contains(&c) {
-                        cgroups.push(c);
-                    }
-                }
-            }
-            alive.len() >= 2
-        }),
-        Some(d) => std::thread::sleep(d),
-    }
+    watch(delay, "the probe and its daemon", 2, &mut cgroups, || {
+        marker.alive()
+    });
     kill(pid, sig);
     let st = wait_bounded(&mut child, Duration::from_secs(20));
     let left = Left {
@@ -404,21 +425,10 @@ fn interrupt_run(
     let mut child = round.cmd(driver, as_nobody).spawn().unwrap();
     let pid = sandspec_pid(&child, as_nobody);
     let mut cgroups: Vec<PathBuf> = Vec::new();
-    match delay {
-        // The daemon case has two processes, the sleep case one.
-        None => wait_until("both cases in flight", Duration::from_secs(30), || {
-            let alive = started_from(&round.tmp());
-            for p in &alive {
-                for c in run_cgroups(*p) {
-                    if !cgroups.contains(&c) {
-                        cgroups.push(c);
-                    }
-                }
-            }
-            alive.len() >= 3
-        }),
-        Some(d) => std::thread::sleep(d),
-    }
+    // The daemon case has two processes, the sleep case one.
+    watch(delay, "both cases in flight", 3, &mut cgroups, || {
+        started_from(&round.tmp())
+    });
     kill(pid, sig);
     // Teardown is prompt: drivers are cancelled, not waited out (their
     // bound, 10 s, would hide a run that was never cancelled).

@@ -261,6 +261,22 @@ impl<'l> Loader<'l> {
     }
 }
 
+/// Refuses a YAML text with an explicit tag (`!custom`, `!!binary`), for
+/// the other YAML files sandspec reads (expectation files, driver
+/// registrations): `FILE:LINE:COL: YAML tag "…" is not allowed`.
+pub fn reject_yaml_tags(text: &str, file: &Path) -> Result<(), String> {
+    match Index::build(text, 0).tags().first() {
+        None => Ok(()),
+        Some((pos, tag)) => Err(format!(
+            "{}:{}:{}: YAML tag {:?} is not allowed: this file uses plain values",
+            crate::escape::path(file),
+            pos.line,
+            pos.col,
+            crate::escape::line(tag)
+        )),
+    }
+}
+
 /// Deserialises one document; an error comes with its position in the
 /// document, when the parser knows it.
 fn parse(doc: &str) -> Result<Case, (Option<Pos>, String)> {

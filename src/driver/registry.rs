@@ -90,6 +90,7 @@ pub fn resolve_in(drivers_dir: &Path, name: &str) -> Result<DriverSpec, String> 
         let known = known_names(drivers_dir).join(", ");
         format!("unknown driver {name:?}: {e} (known drivers: {known})")
     })?;
+    crate::corpus::reject_yaml_tags(&text, &file)?;
     let parsed: DriverFile = serde_saphyr::from_str(&text).map_err(|e| {
         let (l, c) = e
             .location()

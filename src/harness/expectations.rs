@@ -36,6 +36,7 @@ impl Expectations {
     /// Reads and parses `path`; errors name `file:line:col`.
     pub fn load(path: &Path) -> Result<Expectations, String> {
         let text = crate::input::read_text(path).map_err(|e| e.to_string())?;
+        crate::corpus::reject_yaml_tags(&text, path)?;
         let mut x: Expectations = serde_saphyr::from_str(&text).map_err(|e| {
             let (l, c) = e
                 .location()

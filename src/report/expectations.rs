@@ -37,6 +37,7 @@ pub struct ExpectationFile {
 impl ExpectationFile {
     /// Parses an expectation file's text; errors name `file:line:col`.
     pub fn parse(text: &str, path: &Path) -> Result<ExpectationFile, String> {
+        crate::corpus::reject_yaml_tags(text, path)?;
         serde_saphyr::from_str(text).map_err(|e| {
             let (l, c) = e
                 .location()
