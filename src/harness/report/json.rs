@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::RunInfo;
+use crate::harness::check::{CheckFailure, Evidence, RestsOn};
+use crate::harness::expectations::Listed;
 use crate::harness::status::{CaseResult, Counts, Status};
 use crate::kernel::KernelFacts;
 use crate::oracle::tracker::{Survivor, Tracking};
@@ -82,6 +84,10 @@ pub struct CountsJson {
     pub xfail: usize,
     /// Unexpected passes.
     pub xpass: usize,
+    /// Passes whose properties all held while mechanisms differed
+    /// (counted in `pass` too).
+    #[serde(default)]
+    pub mechanism_differs: usize,
 }
 
 /// One case.
@@ -116,6 +122,21 @@ pub struct CaseJson {
     /// The case's upstream references (CVE ids, advisories, issue URLs).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refs: Vec<String>,
+    /// What the verdict rests on: `observed` (some check is the harness's
+    /// own observation of the host) or `driver` (only the driver's word).
+    pub rests_on: RestsOn,
+    /// The case's checks, by kind.
+    pub evidence: Evidence,
+    /// Every check that failed in the run that decided the verdict.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<CheckFailure>,
+    /// For a pass: the mechanism checks that differed while every
+    /// property held.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mechanism_differs: Vec<CheckFailure>,
+    /// The expectation file's entry, when the case is listed there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected: Option<Listed>,
 }
 
 /// Builds the report.
@@ -151,6 +172,7 @@ pub fn build(info: &RunInfo, results: &[CaseResult]) -> RunReport {
             skip: c.skip,
             xfail: c.xfail,
             xpass: c.xpass,
+            mechanism_differs: c.mechanism_differs,
         },
         survivor_tracking: Tracking::started().map(Tracking::describe),
         cases: results
@@ -172,6 +194,11 @@ pub fn build(info: &RunInfo, results: &[CaseResult]) -> RunReport {
                 survivors: r.survivors.clone(),
                 control_survivors: r.control_survivors.clone(),
                 refs: r.refs.clone(),
+                rests_on: r.evidence.rests_on(),
+                evidence: r.evidence.clone(),
+                failures: r.failures.clone(),
+                mechanism_differs: r.mechanism_differs.clone(),
+                expected: r.expected.clone(),
             })
             .collect(),
     }
@@ -182,14 +209,21 @@ pub fn write(path: &Path, report: &RunReport) -> Result<(), String> {
     let mut text = serde_json::to_string_pretty(report)
         .map_err(|e| format!("failed to serialise the JSON report: {e}"))?;
     text.push('\n');
-    std::fs::write(path, text).map_err(|e| format!("failed to write {}: {e}", crate::escape::path(path)))
+    std::fs::write(path, text)
+        .map_err(|e| format!("failed to write {}: {e}", crate::escape::path(path)))
 }
 
 /// Reads a report written by [`write`] (for matrices and diffs).
 pub fn read(path: &Path) -> Result<RunReport, String> {
     let text = crate::input::read_text(path).map_err(|e| e.to_string())?;
-    let r: RunReport = serde_json::from_str(&text)
-        .map_err(|e| format!("{}:{}:{}: {e}", crate::escape::path(path), e.line(), e.column()))?;
+    let r: RunReport = serde_json::from_str(&text).map_err(|e| {
+        format!(
+            "{}:{}:{}: {e}",
+            crate::escape::path(path),
+            e.line(),
+            e.column()
+        )
+    })?;
     if r.format != FORMAT || r.format_version != FORMAT_VERSION {
         return Err(format!(
             "{}: not a {FORMAT} version {FORMAT_VERSION} file (format {:?} version {})",
