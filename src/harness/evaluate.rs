@@ -980,6 +980,11 @@ mod tests {
         assert!(eval(&e, &silent, &obs, &[])
             .unwrap_err()
             .contains("no pids"));
+        // Unproven is a property failure (no pass by another mechanism),
+        // but not a leak.
+        let ev = eval_as(&e, &silent, &obs, &[], true);
+        assert_eq!(fingerprints(&ev), ["survivors: unproven"]);
+        assert!(!ev.leaked() && !ev.mechanism_only());
     }
 
     #[test]
