@@ -222,6 +222,8 @@ impl Evidence {
                 ("host.mode", !h.mode.is_empty()),
                 ("host.owner", !h.owner.is_empty()),
                 ("host.objects_left", h.objects_left.is_some()),
+                ("host.unread", !h.unread.is_empty()),
+                ("host.read", !h.read.is_empty()),
             ] {
                 if used {
                     e.property.push(field.into());

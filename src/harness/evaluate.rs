@@ -456,6 +456,37 @@ fn check_host(h: &HostMatcher, isolation: bool) -> Vec<CheckFailure> {
             ));
         }
     }
+    for (p, want_read, check) in h
+        .unread
+        .iter()
+        .map(|p| (p, false, "host.unread"))
+        .chain(h.read.iter().map(|p| (p, true, "host.read")))
+    {
+        match super::canary::was_read(p) {
+            Ok(got) if got == want_read => {}
+            Ok(true) => f.push(CheckFailure::property(
+                check,
+                "read",
+                format!("expected {p} not to be read; its access time moved: the command read it"),
+                isolation,
+            )),
+            Ok(false) => f.push(CheckFailure::property(
+                check,
+                "unread",
+                format!(
+                    "expected {p} to be read; its access time did not move (the command did \
+                     not read it, or this mount does not record reads: noatime, read-only)"
+                ),
+                false,
+            )),
+            Err(e) => f.push(CheckFailure::property(
+                check,
+                "missing",
+                format!("failed to check the read canary {p}: {e}"),
+                false,
+            )),
+        }
+    }
     for (p, want) in &h.mode {
         let want = match crate::corpus::setup::parse_mode(want) {
             Ok(m) => m,

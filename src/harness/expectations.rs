@@ -496,6 +496,7 @@ mod tests {
             failures,
             mechanism_differs: vec![],
             evidence: Default::default(),
+            unobserved: vec![],
             kept: vec![],
             survivors: vec![],
             control_survivors: vec![],

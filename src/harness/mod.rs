@@ -19,6 +19,7 @@
 //! - [`interrupt`]: SIGINT/SIGTERM/SIGHUP stop a run in order;
 //! - [`report`]: progress, summary, JSON, JUnit.
 
+pub mod canary;
 pub mod check;
 pub mod evaluate;
 pub mod expectations;

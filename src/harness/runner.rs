@@ -297,6 +297,33 @@ impl Harness {
                                 }
                             }
                         }
+                        Phase::Control if canary_blind(&run.evaluation, case) => {
+                            // The control shows reads leave no trace here
+                            // (a read-only or noatime mount): the case's
+                            // read canaries observed nothing, so the verdict
+                            // falls back to the driver's word, and says so.
+                            r.unobserved = vec!["host.unread".into()];
+                            if !r.mechanism_differs.is_empty() {
+                                let mut failures = std::mem::take(&mut r.mechanism_differs);
+                                let why = super::check::describe(&failures).unwrap_or_default();
+                                failures.extend(
+                                    run.evaluation
+                                        .failures
+                                        .into_iter()
+                                        .map(CheckFailure::in_control),
+                                );
+                                r.failures = failures;
+                                return done(
+                                    r,
+                                    Status::Fail,
+                                    Some(format!(
+                                        "the control shows this host cannot see the command's \
+                                         reads (its read canary did not move), so the case rests \
+                                         on the driver's word, which differs: {why}"
+                                    )),
+                                );
+                            }
+                        }
                         Phase::Control if !run.evaluation.passed() => {
                             let why = run.evaluation.reason().unwrap_or_default();
                             // How the run under test differed belongs to
@@ -321,6 +348,18 @@ impl Harness {
                     }
                 }
             }
+        }
+        if !r.unobserved.is_empty() {
+            return done(
+                r,
+                Status::Pass,
+                Some(
+                    "passed on the driver's word: the control shows this host cannot see the \
+                     command's reads (its read canary did not move: a read-only or noatime \
+                     mount)"
+                        .into(),
+                ),
+            );
         }
         let note = (!r.mechanism_differs.is_empty()).then(|| {
             let how: Vec<String> = r
@@ -419,6 +458,15 @@ impl Harness {
             ),
             _ => (x.policy.clone(), &x.expect, case.simulate.clone()),
         };
+        // Read canaries, armed just before the run they judge.
+        if let Some(hm) = &expect.host {
+            for p in hm.unread.iter().chain(&hm.read) {
+                if let Err(e) = super::canary::arm(p, scratch.path()) {
+                    oracles.finish();
+                    return Err(PhaseError::Harness(e));
+                }
+            }
+        }
         // The link's directory too, for backends that build a filesystem
         // view from the policy's paths (Landlock checks the probe itself).
         for p in self
@@ -532,4 +580,21 @@ fn judge_main(
     } else {
         Err(ev.failures)
     }
+}
+
+/// The control failed only because its read canaries did not move, while
+/// the run under test relied on canaries staying unmoved: on this backend
+/// or host, reads leave no trace.
+fn canary_blind(control: &Evaluation, case: &Case) -> bool {
+    let main_uses_canaries = case
+        .expect
+        .host
+        .as_ref()
+        .is_some_and(|h| !h.unread.is_empty());
+    main_uses_canaries
+        && !control.passed()
+        && control
+            .failures
+            .iter()
+            .all(|f| f.check == "host.read" && f.observed == "unread")
 }

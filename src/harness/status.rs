@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::check::{CheckFailure, Evidence};
+use super::check::{CheckFailure, Evidence, RestsOn};
 use super::expectations::Listed;
 use crate::corpus::case::Tag;
 use crate::corpus::LoadedCase;
@@ -110,6 +110,10 @@ pub struct CaseResult {
     pub mechanism_differs: Vec<CheckFailure>,
     /// What the verdict rests on: the case's checks, by kind.
     pub evidence: Evidence,
+    /// Property checks that could observe nothing on this backend or host
+    /// (read canaries behind a read-only mount): the verdict did not rest
+    /// on them.
+    pub unobserved: Vec<String>,
     /// Scratch directories kept by `--keep`.
     pub kept: Vec<PathBuf>,
     /// Processes the run under test left alive (killed since).
@@ -137,10 +141,26 @@ impl CaseResult {
             failures: Vec::new(),
             mechanism_differs: Vec::new(),
             evidence: Evidence::of(&lc.case.expect),
+            unobserved: Vec::new(),
             kept: Vec::new(),
             survivors: Vec::new(),
             control_survivors: Vec::new(),
             refs: lc.case.refs.clone(),
+        }
+    }
+
+    /// What this verdict rests on: the harness's observation, unless every
+    /// property check of the case observed nothing here.
+    pub fn rests_on(&self) -> RestsOn {
+        let observed = self
+            .evidence
+            .property
+            .iter()
+            .any(|p| !self.unobserved.contains(p));
+        if observed {
+            RestsOn::Observed
+        } else {
+            RestsOn::Driver
         }
     }
 

@@ -127,6 +127,11 @@ pub struct CaseJson {
     pub rests_on: RestsOn,
     /// The case's checks, by kind.
     pub evidence: Evidence,
+    /// Property checks that observed nothing on this backend or host (a
+    /// read canary behind a read-only mount): the verdict did not rest on
+    /// them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unobserved: Vec<String>,
     /// Every check that failed in the run that decided the verdict.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<CheckFailure>,
@@ -194,7 +199,8 @@ pub fn build(info: &RunInfo, results: &[CaseResult]) -> RunReport {
                 survivors: r.survivors.clone(),
                 control_survivors: r.control_survivors.clone(),
                 refs: r.refs.clone(),
-                rests_on: r.evidence.rests_on(),
+                rests_on: r.rests_on(),
+                unobserved: r.unobserved.clone(),
                 evidence: r.evidence.clone(),
                 failures: r.failures.clone(),
                 mechanism_differs: r.mechanism_differs.clone(),

@@ -63,7 +63,7 @@ pub fn render(info: &RunInfo, results: &[CaseResult]) -> Result<String, String> 
         } else if r.status == Status::Pass && !r.mechanism_differs.is_empty() {
             tc.set_system_out(reason.clone());
         }
-        tc.add_property(Property::new("rests_on", r.evidence.rests_on().as_str()));
+        tc.add_property(Property::new("rests_on", r.rests_on().as_str()));
         for f in &r.failures {
             tc.add_property(Property::new(
                 "failed",
