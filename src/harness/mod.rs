@@ -25,6 +25,7 @@ pub mod evaluate;
 pub mod expectations;
 pub mod host_requires;
 pub mod interrupt;
+pub mod mutants;
 pub mod observe;
 pub mod observed;
 pub mod pool;
