@@ -186,6 +186,8 @@ pub struct Update {
     /// Listed cases the run did not contain, skipped, or whose `if` does
     /// not hold on the run's host: left as they were.
     pub untouched: Vec<String>,
+    /// Listed cases the run skipped, removed (`--prune-skipped`).
+    pub pruned: Vec<String>,
     /// Entries still in the untyped form (no run of theirs said how they
     /// fail): the file will not load until a run re-records them.
     pub untyped: Vec<String>,
@@ -212,6 +214,9 @@ impl Update {
         }
         for id in &self.removed {
             s.push_str(&format!("\n  - {id} (passes now)"));
+        }
+        for id in &self.pruned {
+            s.push_str(&format!("\n  - {id} (skipped by this run)"));
         }
         if !self.leaked.is_empty() {
             s.push_str(&format!(
@@ -253,6 +258,7 @@ impl Update {
 pub fn apply(
     existing: Option<&ExpectationFile>,
     run: &RunFile,
+    prune_skipped: bool,
 ) -> Result<(ExpectationFile, Update), String> {
     let mut u = Update {
         created: existing.is_none(),
@@ -347,6 +353,10 @@ pub fn apply(
                 }
             }
             Status::Error => u.errored.push(case.id.clone()),
+            Status::Skip if listed && prune_skipped => {
+                file.cases.remove(&case.id);
+                u.pruned.push(case.id.clone());
+            }
             Status::Skip => {
                 if listed {
                     u.untouched.push(case.id.clone());
@@ -376,8 +386,10 @@ pub fn apply(
     Ok((file, u))
 }
 
-/// Updates (or creates) the expectation file `path` from `run`.
-pub fn update(path: &Path, run: &RunFile) -> Result<Update, String> {
+/// Updates (or creates) the expectation file `path` from `run`; with
+/// `prune_skipped`, the entries of cases the run skipped are removed (for
+/// a driver that no longer claims what they need).
+pub fn update(path: &Path, run: &RunFile, prune_skipped: bool) -> Result<Update, String> {
     let (existing, header) = match crate::input::read_text(path) {
         Ok(text) => (Some(ExpectationFile::parse(&text, path)?), header_of(&text)),
         Err(e) if e.is_not_found() => (
@@ -391,7 +403,7 @@ pub fn update(path: &Path, run: &RunFile) -> Result<Update, String> {
         ),
         Err(e) => return Err(e.to_string()),
     };
-    let (file, u) = apply(existing.as_ref(), run)?;
+    let (file, u) = apply(existing.as_ref(), run, prune_skipped)?;
     let text = file.render(&header);
     let tmp = path.with_extension("yaml.tmp");
     std::fs::write(&tmp, &text).map_err(|e| format!("failed to write {}: {e}", tmp.display()))?;
@@ -467,7 +479,7 @@ mod tests {
             fail("outcome", "setup_error invalid_policy"),
             fail("probe", "no report"),
         ));
-        let (file, u) = apply(Some(&existing), &r).unwrap();
+        let (file, u) = apply(Some(&existing), &r, false).unwrap();
         let still = &file.cases["still.fails"][0];
         assert_eq!(still.reason, "edited by a person");
         assert_eq!(still.bug.as_deref(), Some("https://example.org/9"));
@@ -507,13 +519,18 @@ mod tests {
             r#"{{"id":"a","status":"fail","reason":"as root","failures":[{}]}}"#,
             fail("outcome", "exited 0")
         ));
-        let (file, u) = apply(Some(&existing), &r).unwrap();
+        let (file, u) = apply(Some(&existing), &r, false).unwrap();
         assert_eq!(file.cases["a"].len(), 2);
         assert_eq!(file.cases["a"][0], as_user);
         assert_eq!(file.cases["a"][1].reason, "as root");
         assert_eq!(u.added.len(), 1);
         // A pass as root removes nothing that applies only to users.
-        let (file, u) = apply(Some(&existing), &run(r#"{"id":"a","status":"pass"}"#)).unwrap();
+        let (file, u) = apply(
+            Some(&existing),
+            &run(r#"{"id":"a","status":"pass"}"#),
+            false,
+        )
+        .unwrap();
         assert_eq!(file.cases["a"], [as_user]);
         assert!(u.removed.is_empty());
         assert_eq!(u.untouched, ["a"]);
@@ -527,19 +544,26 @@ mod tests {
             r#"{{"id":"a","status":"fail","reason":"r","failures":[{}]}},{{"id":"b","status":"pass"}}"#,
             fail("outcome", "exited 3")
         ));
-        let (file, u) = apply(Some(&x), &r).unwrap();
+        let (file, u) = apply(Some(&x), &r, false).unwrap();
         assert_eq!(file.cases["a"][0].reason, "why, in words");
         assert_eq!(file.cases["a"][0].fails.len(), 1);
         assert!(!file.cases.contains_key("b"));
         // Not run: still untyped, and said so.
         assert_eq!(u.untyped, ["c"]);
         assert!(u.describe(Path::new("x.yaml")).contains("will not load"));
+        // A case the run skipped is removed only when asked.
+        let skipped = run(r#"{"id":"c","status":"skip","reason":"the driver does not claim x"}"#);
+        let (file, u) = apply(Some(&x), &skipped, false).unwrap();
+        assert!(file.cases.contains_key("c") && u.pruned.is_empty());
+        let (file, u) = apply(Some(&x), &skipped, true).unwrap();
+        assert!(!file.cases.contains_key("c"));
+        assert_eq!(u.pruned, ["c"]);
     }
 
     #[test]
     fn a_failure_without_its_checks_is_refused() {
         let r = run(r#"{"id":"a","status":"fail","reason":"old file"}"#);
-        let e = apply(None, &r).unwrap_err();
+        let e = apply(None, &r, false).unwrap_err();
         assert!(e.contains("earlier sandspec"), "{e}");
     }
 
@@ -549,7 +573,7 @@ mod tests {
             driver: "bwrap".into(),
             cases: BTreeMap::new(),
         };
-        let e = apply(Some(&existing), &run("")).unwrap_err();
+        let e = apply(Some(&existing), &run(""), false).unwrap_err();
         assert!(e.contains("\"bwrap\"") && e.contains("\"sandlock\""), "{e}");
     }
 
@@ -606,6 +630,7 @@ mod tests {
                 fail("outcome", "exited 1"),
                 fail("probe.ok", "true")
             )),
+            false,
         )
         .unwrap();
         assert_eq!(u.added, [("new".to_string(), "r".to_string())]);
