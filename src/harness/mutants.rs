@@ -5,15 +5,34 @@
 //! mutant. A mutant no case catches *survived*: nothing in the corpus
 //! depends on that mechanism, so nothing would notice it broke.
 //!
-//! This module only compares runs; which mutants exist and how a driver
-//! runs one is [`crate::driver::reference`]'s business.
+//! Which mutants exist and what each switches off is
+//! [`crate::sandbox::Mutant`]'s business; [`reference_mutants`] makes a
+//! reference driver for each, and [`Harness::mutation_score`] compares runs.
 
 use std::fmt::Write as _;
+use std::path::PathBuf;
 
 use super::status::{CaseResult, Status};
 use super::Harness;
 use crate::corpus::LoadedCase;
+use crate::driver::reference::ReferenceFactory;
 use crate::driver::DriverFactory;
+use crate::sandbox::Mutant;
+
+/// Every mutant of the reference sandbox, each with a reference driver
+/// running it (`exe`: the `sandspec` binary, for simulated platforms,
+/// which run unmutated), and why it cannot be caught on this host
+/// (Landlock `abi`, `euid`) where it cannot.
+pub fn reference_mutants(exe: Option<PathBuf>, abi: u32, euid: u32) -> Vec<MutantSpec> {
+    Mutant::all()
+        .iter()
+        .map(|&m| MutantSpec {
+            name: m.name().to_string(),
+            not_applicable: m.not_applicable(abi, euid),
+            factory: Box::new(ReferenceFactory::new(exe.clone()).with_mutant(m)),
+        })
+        .collect()
+}
 
 /// One mutant to run.
 pub struct MutantSpec {
@@ -184,6 +203,44 @@ impl Harness {
             out.mutants.push(o);
         }
         out
+    }
+}
+
+impl Harness {
+    /// The first case, in the order given, that catches `mutant`, trying
+    /// `jobs` cases at a time (only cases in `passed`, those that passed
+    /// unmutated, can). A catch counts only when it reproduces: the case
+    /// fails the mutant again and passes the unmutated reference again, so
+    /// a case that fails now and then cannot hide a survivor. `None`: no
+    /// case caught it.
+    pub fn first_catch(
+        &self,
+        cases: &[LoadedCase],
+        passed: &std::collections::BTreeSet<String>,
+        baseline: &dyn DriverFactory,
+        mutant: &dyn DriverFactory,
+        jobs: usize,
+    ) -> Option<(String, Status)> {
+        let candidates: Vec<LoadedCase> = cases
+            .iter()
+            .filter(|c| passed.contains(&c.case.id))
+            .cloned()
+            .collect();
+        for chunk in candidates.chunks(jobs.max(1)) {
+            let results = self.run_all(chunk, mutant, jobs, None, &mut |_| {});
+            for (lc, r) in chunk.iter().zip(&results) {
+                if r.status == Status::Pass {
+                    continue;
+                }
+                let one = std::slice::from_ref(lc);
+                let again = self.run_all(one, mutant, 1, None, &mut |_| {});
+                let base = self.run_all(one, baseline, 1, None, &mut |_| {});
+                if again[0].status != Status::Pass && base[0].status == Status::Pass {
+                    return Some((r.id.clone(), r.status));
+                }
+            }
+        }
+        None
     }
 }
 
