@@ -2,7 +2,10 @@
 //! that whether it arrives is for the harness's oracle to see. The socket
 //! is made by `IORING_OP_SOCKET` (Linux 5.19+; older kernels: `socket(2)`,
 //! said in the report's `socket_via`) and connected by `IORING_OP_CONNECT`.
-//! No library: one ring of four entries, driven by hand.
+//! `value` says how far it got: 0 the ring was refused, 1 the socket, 2 the
+//! connect, 3 connected (a backend may refuse io_uring itself, or let the
+//! ring work and refuse what it does). No library: one ring of four
+//! entries, driven by hand.
 
 use std::io;
 use std::net::SocketAddr;
@@ -219,7 +222,7 @@ pub fn connect(addr: SocketAddr) -> Report {
     };
     let ring = match Ring::new() {
         Ok(r) => r,
-        Err(e) => return Report::os_error(OP, &e),
+        Err(e) => return Report::os_error(OP, &e).value(0),
     };
     let res = ring.submit(Sqe {
         opcode: IORING_OP_SOCKET,
@@ -239,13 +242,14 @@ pub fn connect(addr: SocketAddr) -> Report {
                 unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
             if fd < 0 {
                 return Report::os_error(OP, &io::Error::last_os_error())
+                    .value(1)
                     .with("socket_via", "socket(2)".into());
             }
             // SAFETY: just created, owned here.
             (unsafe { OwnedFd::from_raw_fd(fd) }, "socket(2)")
         }
-        Ok(e) => return Report::os_error(OP, &io::Error::from_raw_os_error(-e)),
-        Err(e) => return Report::os_error(OP, &e),
+        Ok(e) => return Report::os_error(OP, &io::Error::from_raw_os_error(-e)).value(1),
+        Err(e) => return Report::os_error(OP, &e).value(1),
     };
     let sa = libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
@@ -263,9 +267,9 @@ pub fn connect(addr: SocketAddr) -> Report {
         ..Sqe::default()
     });
     let report = match res {
-        Ok(0) => Report::ok(OP, None),
-        Ok(e) => Report::os_error(OP, &io::Error::from_raw_os_error(-e)),
-        Err(e) => Report::os_error(OP, &e),
+        Ok(0) => Report::ok(OP, Some(3)),
+        Ok(e) => Report::os_error(OP, &io::Error::from_raw_os_error(-e)).value(2),
+        Err(e) => Report::os_error(OP, &e).value(2),
     };
     report.with("socket_via", via.into())
 }
