@@ -283,26 +283,31 @@ fn a_lying_driver_passes_exactly_the_cases_resting_on_the_driver_word() {
     // Not the reference: a pass by another mechanism would be a pass.
     config.hold_mechanism = false;
     let harness = Harness::new(config).unwrap();
-    let results = harness.run_all(&cases, &factory, 2, None, &mut |_| {});
+    // One case at a time: a process one case leaves behind is then never
+    // seen in another's run.
+    let results = harness.run_all(&cases, &factory, 1, None, &mut |_| {});
     let mut fooled = Vec::new();
     let mut caught = Vec::new();
     let mut wrong = Vec::new();
     for r in results.iter().filter(|r| r.is_isolation()) {
         match r.status {
             Status::Skip => continue,
-            Status::Pass if r.mechanism_differs.is_empty() => fooled.push(r.id.as_str()),
-            Status::Fail if r.failures.iter().any(|f| f.leak) => caught.push(r.id.as_str()),
+            Status::Pass => fooled.push(r.id.as_str()),
+            Status::Fail => caught.push(r.id.as_str()),
             _ => {
                 wrong.push(format!("{} {}: {:?}", r.status, r.id, r.reason));
                 continue;
             }
         }
+        // Resting on the driver's word: the liar passes. Observed by the
+        // harness: it does not (a leak, or a control it cannot fake).
         let word = r.evidence.driver_word_only();
         if word != (r.status == Status::Pass) {
             wrong.push(format!(
-                "{}: {} by the liar, but its evidence says {} (property checks: {:?})",
+                "{}: {} by the liar ({:?}), but its evidence says {} (property checks: {:?})",
                 r.id,
                 r.status,
+                r.reason,
                 r.evidence.rests_on().as_str(),
                 r.evidence.property
             ));

@@ -252,7 +252,9 @@ fn hello(mode: Mode, state: &Path) {
     };
     // The liar claims everything, as `none` does: every case runs.
     let capabilities = if mode == Mode::Liar {
-        sandspec::driver::reference::all_capabilities()
+        let mut all = sandspec::driver::reference::all_capabilities();
+        all.retain(|c| !sandspec::driver::protocol::IN_PROCESS_ONLY.contains(c));
+        all
     } else {
         [
             Capability::FsRead,
