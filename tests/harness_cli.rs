@@ -109,20 +109,156 @@ fn expect_file(dir: &Path, text: &str) -> PathBuf {
 }
 
 #[test]
-fn listed_failures_are_xfail_and_the_gate_passes() {
+fn a_leak_fails_even_when_listed_in_the_expectation_file() {
+    // Under `none` every isolation case leaks: the harness sees the file,
+    // the connection. Listing exactly that failure excuses nothing.
     let d = tempfile::tempdir().unwrap();
     let x = expect_file(
         d.path(),
-        "driver: none\ncases:\n  fixture.write-denied: no sandbox\n  fixture.no-landlock: no sandbox\n  \
-         fixture.net-deny-tcp: no sandbox\n",
+        "driver: none\ncases:\n  \
+         fixture.write-denied:\n    reason: no sandbox\n    fails:\n      \
+         - {check: outcome, observed: exited 0}\n      - {check: host.absent, observed: exists}\n  \
+         fixture.net-deny-tcp:\n    reason: no sandbox\n    fails:\n      \
+         - {check: probe.ok, observed: 'true'}\n      - {check: oracle.tcp.received, observed: '>0'}\n",
     );
     run_basic()
-        .args(["--driver", "none", "--tag", "isolation", "--expect"])
+        .args([
+            "--driver",
+            "none",
+            "--filter",
+            "write-denied|net-deny-tcp",
+            "--expect",
+        ])
+        .arg(&x)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("FAIL  fixture.write-denied"))
+        .stdout(predicate::str::contains("FAIL  fixture.net-deny-tcp"))
+        .stdout(predicate::str::contains("which no expectation excuses"))
+        .stdout(predicate::str::contains("XFAIL").not());
+}
+
+fn run_mechanism() -> Command {
+    let mut c = sandspec();
+    c.arg("run")
+        .arg("--cases")
+        .arg(fixtures().join("cases/mechanism"));
+    c
+}
+
+/// The errno the reference gives fixture.errno-differs, read from a run's
+/// JSON report (it depends on the mechanism: Landlock's EACCES, seccomp's
+/// EPERM).
+fn reference_errno(dir: &Path) -> String {
+    let json = dir.join("errno.json");
+    let _ = run_mechanism().arg("--json").arg(&json).output().unwrap();
+    let report = sandspec::harness::report::json::read(&json).unwrap();
+    let f = &report.cases[0].failures;
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f[0].check, "probe.errno", "{f:?}");
+    f[0].observed.clone()
+}
+
+/// An expectation file listing fixture.errno-differs as failing with
+/// `errno`: first an entry for hosts without Landlock (which does not
+/// apply here, so it must be skipped), then the one for every other host.
+fn errno_listed(errno: &str) -> String {
+    format!(
+        "driver: reference\ncases:\n  fixture.errno-differs:\n    \
+         - if: {{landlock_abi: none}}\n      reason: never here\n      \
+         check: outcome\n      observed: setup_error landlock_unavailable\n    \
+         - reason: the reference refuses the connect\n      check: probe.errno\n      \
+         observed: {errno}\n"
+    )
+}
+
+#[test]
+fn a_failure_exactly_as_listed_is_xfail_and_the_gate_passes() {
+    if !landlock_works() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let x = expect_file(d.path(), &errno_listed(&reference_errno(d.path())));
+    run_mechanism()
+        .arg("--expect")
         .arg(&x)
         .assert()
         .code(0)
-        .stdout(predicate::str::contains("XFAIL fixture.write-denied"))
-        .stdout(predicate::str::contains("[expected: no sandbox]"));
+        .stdout(predicate::str::contains("XFAIL fixture.errno-differs"))
+        .stdout(predicate::str::contains("[expected: "));
+}
+
+#[test]
+fn a_listed_case_failing_another_way_is_fail() {
+    if !landlock_works() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let x = expect_file(d.path(), &errno_listed("ENETUNREACH"));
+    run_mechanism()
+        .arg("--expect")
+        .arg(&x)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("FAIL  fixture.errno-differs"))
+        .stdout(predicate::str::contains("failed differently than expected"))
+        .stdout(predicate::str::contains("probe.errno: ENETUNREACH"));
+}
+
+#[test]
+fn a_backend_keeping_every_property_by_another_mechanism_passes_visibly() {
+    if !landlock_works() {
+        return;
+    }
+    // The reference behind the protocol, started as any other driver: not
+    // held to the case's mechanism, so EACCES for ECONNREFUSED is a pass
+    // that says so; the reference by name is held to both (previous tests).
+    let d = tempfile::tempdir().unwrap();
+    let json = d.path().join("r.json");
+    let cmd = format!("'{}' driver", env!("CARGO_BIN_EXE_sandspec"));
+    run_mechanism()
+        .args(["--driver-cmd", &cmd, "--json"])
+        .arg(&json)
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("PASS  fixture.errno-differs"))
+        .stdout(predicate::str::contains(
+            "mechanism differs (probe.errno: E",
+        ))
+        .stdout(predicate::str::contains("(1 by another mechanism"));
+    let report = sandspec::harness::report::json::read(&json).unwrap();
+    assert_eq!(report.counts.mechanism_differs, 1);
+    let c = &report.cases[0];
+    assert_eq!(c.mechanism_differs[0].check, "probe.errno");
+    assert_eq!(c.evidence.property, ["oracle.tcp.received"]);
+    // --hold-mechanism holds any backend to both.
+    run_mechanism()
+        .args(["--driver-cmd", &cmd, "--hold-mechanism"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("FAIL  fixture.errno-differs"));
+}
+
+#[test]
+fn an_untyped_expectation_file_is_exit_2_with_how_to_migrate() {
+    let d = tempfile::tempdir().unwrap();
+    let x = expect_file(
+        d.path(),
+        "driver: none\ncases:\n  fixture.write-denied: no sandbox\n",
+    );
+    run_basic()
+        .args(["--driver", "none", "--expect"])
+        .arg(&x)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("expect.yaml:3:"))
+        .stderr(predicate::str::contains("untyped form"))
+        .stderr(predicate::str::contains(
+            "sandspec run --driver none --json run.json",
+        ))
+        .stderr(predicate::str::contains(
+            "sandspec expectations update --from run.json",
+        ));
 }
 
 #[test]
@@ -130,7 +266,7 @@ fn a_listed_case_that_passes_is_xpass_and_fails_the_gate() {
     let d = tempfile::tempdir().unwrap();
     let x = expect_file(
         d.path(),
-        "driver: reference\ncases:\n  fixture.echo: stale\n",
+        "driver: reference\ncases:\n  fixture.echo: {reason: stale, check: outcome, observed: exited 1}\n",
     );
     let run = run_basic().arg("--expect").arg(&x).assert();
     if !landlock_works() {
@@ -146,7 +282,10 @@ fn a_listed_case_that_passes_is_xpass_and_fails_the_gate() {
 #[test]
 fn an_expectation_naming_an_unknown_case_is_exit_2() {
     let d = tempfile::tempdir().unwrap();
-    let x = expect_file(d.path(), "driver: reference\ncases:\n  fixture.nope: x\n");
+    let x = expect_file(
+        d.path(),
+        "driver: reference\ncases:\n  fixture.nope: {reason: x, check: outcome, observed: timeout}\n",
+    );
     run_basic()
         .arg("--expect")
         .arg(&x)

@@ -121,20 +121,33 @@ fn isolation_fixtures_fail_under_none_with_the_observed_reason() {
     let rs = run(&NoneFactory, config());
     let wd = by_id(&rs, "fixture.write-denied");
     assert_eq!(wd.status, Status::Fail, "{wd:?}");
+    // The reason leads with the leak the host saw; every failed check is
+    // recorded with what was observed.
     assert!(
         wd.reason
             .as_deref()
             .unwrap()
-            .contains("got exited{code: 0}"),
+            .contains("to be absent on the host; it exists"),
         "{wd:?}"
     );
+    let seen: Vec<String> = wd.failures.iter().map(|f| f.fingerprint()).collect();
+    assert_eq!(seen, ["outcome: exited 0", "host.absent: exists"], "{wd:?}");
     let nl = by_id(&rs, "fixture.no-landlock");
     assert_eq!(nl.status, Status::Fail, "{nl:?}");
     // Decided by the probe's report and the harness's listener.
     let tcp = by_id(&rs, "fixture.net-deny-tcp");
     assert_eq!(tcp.status, Status::Fail, "{tcp:?}");
     assert!(
-        tcp.reason.as_deref().unwrap().contains("ok: false"),
+        tcp.reason
+            .as_deref()
+            .unwrap()
+            .contains("the traffic reached the host"),
+        "{tcp:?}"
+    );
+    assert!(
+        tcp.failures
+            .iter()
+            .any(|f| f.fingerprint() == "probe.ok: true"),
         "{tcp:?}"
     );
     // A setsid grandchild outlives the timeout without a sandbox.

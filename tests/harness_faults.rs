@@ -12,6 +12,8 @@
 mod bench_json;
 #[path = "harness_faults/driver.rs"]
 mod driver;
+#[path = "harness_faults/liar.rs"]
+mod liar;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -285,6 +287,64 @@ fn drivers_without_ping_fall_back_to_a_refused_run_and_say_why() {
     assert!(alive.is_empty(), "driver processes left alive: {alive:?}");
 }
 
+/// Runs the whole corpus through the lying driver: a case it passes rests
+/// on the driver's word alone, since the liar isolates nothing. Exactly
+/// those cases must be the ones whose verdict the report says rests on the
+/// driver (no property check), and every isolation case with a property
+/// check must catch the liar.
+fn a_lying_driver_passes_exactly_the_cases_resting_on_the_driver_word() {
+    let state = tempfile::tempdir().unwrap();
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("conformance");
+    std::fs::write(state.path().join("cases"), corpus.to_str().unwrap()).unwrap();
+    let cases = corpus::load(&corpus).unwrap();
+    let factory = ProcessFactory::new("faulty-liar", driver::argv("liar", state.path()))
+        .hello_timeout(Duration::from_secs(20));
+    let mut config = HarnessConfig::new(env!("CARGO_BIN_EXE_sandspec-probe"));
+    // Not the reference: a pass by another mechanism would be a pass.
+    config.hold_mechanism = false;
+    let harness = Harness::new(config).unwrap();
+    // One case at a time: a process one case leaves behind is then never
+    // seen in another's run.
+    let results = harness.run_all(&cases, &factory, 1, None, &mut |_| {});
+    let mut fooled = Vec::new();
+    let mut caught = Vec::new();
+    let mut wrong = Vec::new();
+    for r in results.iter().filter(|r| r.is_isolation()) {
+        match r.status {
+            Status::Skip => continue,
+            Status::Pass => fooled.push(r.id.as_str()),
+            Status::Fail => caught.push(r.id.as_str()),
+            _ => {
+                wrong.push(format!("{} {}: {:?}", r.status, r.id, r.reason));
+                continue;
+            }
+        }
+        // Resting on the driver's word: the liar passes. Observed by the
+        // harness: it does not (a leak, or a control it cannot fake).
+        let word = r.evidence.driver_word_only();
+        if word != (r.status == Status::Pass) {
+            wrong.push(format!(
+                "{}: {} by the liar ({:?}), but its evidence says {} (property checks: {:?})",
+                r.id,
+                r.status,
+                r.reason,
+                r.evidence.rests_on().as_str(),
+                r.evidence.property
+            ));
+        }
+    }
+    eprintln!(
+        "lying driver: of {} isolation cases run, it passed {} (the driver's word alone) and the harness caught {}
+  passed: {}",
+        fooled.len() + caught.len(),
+        fooled.len(),
+        caught.len(),
+        fooled.join(", ")
+    );
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    assert!(!caught.is_empty(), "the harness caught nothing");
+}
+
 fn main() {
     // Started by a test below as the driver: play it and exit.
     driver::run_if_requested();
@@ -342,6 +402,10 @@ fn main() {
         (
             "drivers_without_ping_fall_back_to_a_refused_run_and_say_why",
             drivers_without_ping_fall_back_to_a_refused_run_and_say_why,
+        ),
+        (
+            "a_lying_driver_passes_exactly_the_cases_resting_on_the_driver_word",
+            a_lying_driver_passes_exactly_the_cases_resting_on_the_driver_word,
         ),
     ];
     let trials = tests

@@ -20,14 +20,22 @@ fn text(o: &Output) -> String {
     )
 }
 
-/// A run file of `driver` with `(id, status, reason)` cases.
+/// A run file of `driver` with `(id, status, reason)` cases; a failing
+/// case failed its outcome check (`exited 0`).
 fn run_file(dir: &Path, name: &str, driver: &str, cases: &[(&str, &str, Option<&str>)]) {
     let cases: Vec<serde_json::Value> = cases
         .iter()
         .map(|(id, status, reason)| {
+            let failures = if matches!(*status, "fail" | "xfail") {
+                serde_json::json!([{"check": "outcome", "kind": "mechanism",
+                    "observed": "exited 0", "message": reason}])
+            } else {
+                serde_json::json!([])
+            };
             serde_json::json!({"id": id, "status": status, "reason": reason, "duration_us": 10,
                 "outcome": {"exited": {"code": 0}}, "control_outcome": null,
-                "expected_failure": null, "tags": ["seed"], "file": "x.yaml"})
+                "expected_failure": null, "tags": ["seed"], "file": "x.yaml",
+                "failures": failures})
         })
         .collect();
     let doc = serde_json::json!({"format": "sandspec-report", "format_version": 1,
@@ -172,10 +180,13 @@ fn expectations_update_creates_then_keeps_reasons() {
     assert!(o.status.success(), "{}", text(&o));
     let written = std::fs::read_to_string(d.path().join("x.yaml")).unwrap();
     assert!(
-        written.contains("\"a\": \"what mybox really does\""),
+        written.contains("\"a\":\n    reason: \"what mybox really does\"\n    check: \"outcome\"\n    observed: \"exited 0\"\n"),
         "{written}"
     );
-    assert!(written.contains("\"b\": \"new\""), "{written}");
+    assert!(
+        written.contains("\"b\":\n    reason: \"new\"\n"),
+        "{written}"
+    );
 
     // The file the update writes is one `sandspec run --expect` accepts.
     let x = sandspec::harness::expectations::Expectations::load(&d.path().join("x.yaml"))

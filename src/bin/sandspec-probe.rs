@@ -65,6 +65,8 @@ mod sys;
 mod trace;
 #[path = "probe/tty.rs"]
 mod tty;
+#[path = "probe/uring.rs"]
+mod uring;
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
@@ -76,7 +78,7 @@ const USAGE: &str = "\
 usage: sandspec-probe OP [ARGS...]
   read PATH                   write PATH [TEXT]           exec PATH [ARGS...]
   tcp-connect HOST:PORT       tcp-bind HOST:PORT          udp-send HOST:PORT
-  dns-query HOST:PORT NAME    raw-socket                  io-uring
+  dns-query HOST:PORT NAME    raw-socket [HOST:PORT]      io-uring [HOST:PORT]
   abstract-unix-connect NAME  fork-many N                 alloc BYTES
   open-many N                 cpu-burn SECS               setsid-daemon [HOLD_SECS]
   kill-outside PID [SIGNAL]   signal-self SIGNAL          exit CODE
@@ -260,12 +262,18 @@ fn dispatch(op: &str, a: &Args) -> Result<Report, String> {
             net::dns_query(args::addr(a.str(0)?)?, a.str(1)?)
         }
         "raw-socket" => {
-            a.expect(0, 0, "")?;
-            net::raw_socket()
+            a.expect(0, 1, "[HOST:PORT]")?;
+            match a.os(0) {
+                Some(_) => net::raw_udp_send(args::addr(a.str(0)?)?),
+                None => net::raw_socket(),
+            }
         }
         "io-uring" => {
-            a.expect(0, 0, "")?;
-            net::io_uring()
+            a.expect(0, 1, "[HOST:PORT]")?;
+            match a.os(0) {
+                Some(_) => uring::connect(args::addr(a.str(0)?)?),
+                None => net::io_uring(),
+            }
         }
         "abstract-unix-connect" => {
             a.expect(1, 1, "NAME")?;

@@ -18,8 +18,11 @@ pub struct ExpectationsArgs {
 /// `sandspec expectations` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum ExpectationsAction {
-    /// Update (or create) FILE from a run: keeps existing reasons, adds new
-    /// failures with their fail reason, removes cases that now pass.
+    /// Update (or create) FILE from a run, in the typed form: keeps existing
+    /// reasons, `bug:` and `if:`, records how each listed case fails now,
+    /// adds new failures with the harness's reason, removes cases that now
+    /// pass; never writes a leak. Reads the untyped form of earlier
+    /// versions too (that is how a file is migrated).
     Update {
         /// A run file written by `sandspec run --json`.
         #[arg(long, value_name = "RUN.json")]
@@ -27,13 +30,21 @@ pub enum ExpectationsAction {
         /// The expectation file (created when missing).
         #[arg(value_name = "FILE")]
         file: PathBuf,
+        /// Also remove the entries of cases the run skipped (e.g. after the
+        /// driver stopped claiming a capability they need).
+        #[arg(long)]
+        prune_skipped: bool,
     },
 }
 
 /// Runs `sandspec expectations`.
 pub fn exec(args: ExpectationsArgs) -> i32 {
     match args.action {
-        ExpectationsAction::Update { from, file } => {
+        ExpectationsAction::Update {
+            from,
+            file,
+            prune_skipped,
+        } => {
             let run = match RunFile::load(&from) {
                 Ok(r) => r,
                 Err(e) => {
@@ -41,7 +52,7 @@ pub fn exec(args: ExpectationsArgs) -> i32 {
                     return super::EXIT_USAGE;
                 }
             };
-            match expectations::update(&file, &run) {
+            match expectations::update(&file, &run, prune_skipped) {
                 Ok(u) => {
                     println!("{}", u.describe(&file));
                     0

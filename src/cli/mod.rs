@@ -17,6 +17,7 @@ pub mod driver;
 pub mod driver_check;
 pub mod expectations;
 pub mod list;
+pub mod mutants;
 pub mod probe;
 pub mod report;
 pub mod run;
@@ -81,6 +82,9 @@ pub enum Commands {
     /// Spawn latency of /bin/true through drivers, side by side with a bare
     /// spawn (or, with --scaling, how the reference sandbox scales).
     Bench(Box<bench::BenchArgs>),
+    /// The corpus's mutation score: the reference with one enforcement
+    /// mechanism switched off at a time, and the cases that catch each.
+    Mutants(mutants::MutantsArgs),
     /// Print the JSON Schema of case files (writes conformance/schema.json).
     #[command(hide = true)]
     Schema,
@@ -121,6 +125,7 @@ pub fn main(cli: Cli) -> i32 {
         Commands::Driver(a) => driver::exec(a),
         Commands::DriverCheck(a) => driver_check::exec(a),
         Commands::Bench(a) => bench::exec(*a),
+        Commands::Mutants(a) => mutants::exec(a),
         Commands::Schema => {
             print!("{}", crate::corpus::schema::json());
             0

@@ -54,6 +54,12 @@ pub struct RunArgs {
     /// Size limits on what a case generates.
     #[command(flatten)]
     pub limits: super::CaseLimitArgs,
+    /// Hold the backend to the case's mechanisms (errno, exit code, the
+    /// probe's word) as well as its properties, as the reference drivers
+    /// always are. Without it, a case whose properties all held passes
+    /// with the note "mechanism differs".
+    #[arg(long)]
+    pub hold_mechanism: bool,
 }
 
 /// Runs `sandspec run`: 0 when everything passed, skipped or failed as
@@ -125,6 +131,9 @@ fn run(args: RunArgs) -> Result<i32, String> {
     });
     let mut config = HarnessConfig::new(probe);
     config.keep = args.keep;
+    // The reference is held to both: its mechanisms are the corpus's.
+    config.hold_mechanism =
+        args.hold_mechanism || matches!(spec, DriverSpec::Reference | DriverSpec::ReferenceProto);
     let harness =
         Harness::new(config).map_err(|e| format!("failed to start the harness runtime: {e}"))?;
     let info_backend_name = backend.name.clone();

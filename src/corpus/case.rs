@@ -658,6 +658,18 @@ pub struct HostMatcher {
     /// removes what the run left, and names each in the failure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub objects_left: Option<IntMatcher>,
+    /// Canaries the command must not have read (or, for a directory,
+    /// listed): paths under `${SCRATCH}`. Before the run the harness sets
+    /// each one's access time far into the past; a read moves it (the
+    /// kernel updates an access time older than a day even under
+    /// `relatime`), so an unchanged one shows it was not read. The control
+    /// should list the same paths under `read`, which shows the host can
+    /// see reads at all (a read-only mount never updates access times).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unread: Vec<String>,
+    /// Canaries (as in `unread`) that must have been read during the run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub read: Vec<String>,
 }
 
 /// A file's owner; each field present must match.

@@ -1,12 +1,17 @@
 //! Deciding a run: every field of a case's `expect` is checked against what
 //! the harness observed (the driver's output, the probe's JSON line, the
-//! oracles, the host). The first mismatch becomes the failure reason.
+//! oracles, the host). Every check runs; each one that fails becomes a
+//! [`CheckFailure`] naming the check, whether it is a property or a
+//! mechanism, a stable fingerprint of what was observed, and whether it
+//! shows a leak.
 
 use std::fmt::Write as _;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use serde_json::{Map, Value};
 
+use super::check::{oracle_check, CheckFailure, Evaluation};
 use super::observed;
 use crate::corpus::case::{
     Expect, HostMatcher, IntMatcher, OracleKind, OutcomeMatcher, ProbeMatcher, TextMatcher,
@@ -30,6 +35,10 @@ pub struct Observation<'a> {
     /// The kernel objects the run left behind, when the case asked
     /// (`expect.host.objects_left`); `Err` when they could not be listed.
     pub objects_left: Option<&'a Result<Vec<Object>, String>>,
+    /// The run is the one under test of an `isolation` case, so its host
+    /// matchers describe the host left untouched: any mismatch there is a
+    /// leak. (Oracles, the victim and survivors are leaks in any case.)
+    pub isolation: bool,
 }
 
 /// The probe's one-line JSON report.
@@ -63,17 +72,25 @@ impl ProbeReport {
     }
 }
 
-/// Checks `expect` against `obs`; `Err` is the first mismatch.
-pub fn evaluate(expect: &Expect, obs: &Observation<'_>) -> Result<(), String> {
+/// Checks `expect` against `obs`: every check runs, and each one that
+/// fails is in the result.
+pub fn evaluate(expect: &Expect, obs: &Observation<'_>) -> Evaluation {
     let out = obs.output;
+    let mut f: Vec<CheckFailure> = Vec::new();
     if let Some(m) = &expect.outcome {
-        if !outcome_matches(m, &out.outcome)? {
-            return Err(format!(
-                "expected outcome {}, got {}{}",
-                describe_outcome_matcher(m),
-                describe_outcome(&out.outcome),
-                output_context(out)
-            ));
+        match outcome_matches(m, &out.outcome) {
+            Ok(true) => {}
+            Ok(false) => f.push(CheckFailure::mechanism(
+                "outcome",
+                outcome_fingerprint(&out.outcome),
+                format!(
+                    "expected outcome {}, got {}{}",
+                    describe_outcome_matcher(m),
+                    describe_outcome(&out.outcome),
+                    output_context(out)
+                ),
+            )),
+            Err(e) => f.push(malformed("outcome", e)),
         }
     }
     if let Some(m) = &expect.probe {
@@ -82,29 +99,22 @@ pub fn evaluate(expect: &Expect, obs: &Observation<'_>) -> Result<(), String> {
             stdout: Vec::new(),
             ..out.clone()
         };
-        check_probe(m, obs.probe).map_err(|e| format!("{e}{}", output_context(&stderr_only)))?;
-    }
-    for (kind, m) in &expect.oracles {
-        check_oracle(*kind, m, obs.oracles)?;
-    }
-    if let Some(h) = &expect.host {
-        check_host(h)?;
-        observed::check_metadata(h)?;
-        if let Some(m) = &h.objects_left {
-            let unlisted = Err("the harness did not list them".to_string());
-            observed::check_objects(m, obs.objects_left.unwrap_or(&unlisted))?;
+        let context = output_context(&stderr_only);
+        for mut x in check_probe(m, obs.probe) {
+            x.message.push_str(&context);
+            f.push(x);
         }
     }
-    observed::check_survivors(expect, obs.survivors, obs.probe).map_err(|e| {
-        format!(
-            "{e}{}",
-            if e.contains("no pids") {
-                output_context(out)
-            } else {
-                String::new()
-            }
-        )
-    })?;
+    for (kind, m) in &expect.oracles {
+        f.extend(check_oracle(*kind, m, obs.oracles));
+    }
+    if let Some(h) = &expect.host {
+        f.extend(check_host(h, obs.isolation));
+        if let Some(m) = &h.objects_left {
+            f.extend(check_objects(m, obs, obs.isolation));
+        }
+    }
+    f.extend(check_survivors(expect, obs, out));
     if let Some(want) = &expect.filtered_paths {
         let mut want: Vec<&str> = want.iter().map(String::as_str).collect();
         let got_owned: Vec<String> = out
@@ -116,24 +126,65 @@ pub fn evaluate(expect: &Expect, obs: &Observation<'_>) -> Result<(), String> {
         want.sort_unstable();
         got.sort_unstable();
         if want != got {
-            return Err(format!("expected filtered_paths {want:?}, got {got:?}"));
+            f.push(CheckFailure::mechanism(
+                "filtered_paths",
+                paths_fingerprint(&got),
+                format!("expected filtered_paths {want:?}, got {got:?}"),
+            ));
         }
     }
     if let Some(t) = expect.output_truncated {
         if out.output_truncated != t {
-            return Err(format!(
-                "expected output_truncated {t}, got {}",
-                out.output_truncated
+            f.push(CheckFailure::mechanism(
+                "output_truncated",
+                out.output_truncated.to_string(),
+                format!(
+                    "expected output_truncated {t}, got {}",
+                    out.output_truncated
+                ),
             ));
         }
     }
     if let Some(m) = &expect.stdout {
-        check_text("stdout", m, &out.stdout)?;
+        f.extend(check_text("stdout", m, &out.stdout));
     }
     if let Some(m) = &expect.stderr {
-        check_text("stderr", m, &out.stderr)?;
+        f.extend(check_text("stderr", m, &out.stderr));
     }
-    Ok(())
+    Evaluation { failures: f }
+}
+
+fn malformed(check: &str, e: String) -> CheckFailure {
+    CheckFailure::mechanism(check, "malformed matcher", format!("{check}: {e}"))
+}
+
+/// `exited 137`, `signaled 9`, `timeout`, `setup_error invalid_policy`: an
+/// outcome without its message.
+pub fn outcome_fingerprint(o: &Outcome) -> String {
+    match o {
+        Outcome::Exited { code } => format!("exited {code}"),
+        Outcome::Signaled { signal } => format!("signaled {signal}"),
+        Outcome::Timeout => "timeout".into(),
+        Outcome::SetupError { kind, .. } => format!("setup_error {kind}"),
+    }
+}
+
+/// The file names of filtered paths (their directories hold the run's
+/// scratch directory, which changes every run), or `none`.
+fn paths_fingerprint(paths: &[&str]) -> String {
+    if paths.is_empty() {
+        return "none".into();
+    }
+    paths
+        .iter()
+        .map(|p| {
+            Path::new(p)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| p.to_string())
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Does `outcome` match? `Err` for a malformed matcher.
@@ -222,178 +273,473 @@ fn tail(s: &str, max: usize) -> String {
     format!("…{}", &s[start..])
 }
 
-fn check_probe(m: &ProbeMatcher, report: Option<&ProbeReport>) -> Result<(), String> {
+fn check_probe(m: &ProbeMatcher, report: Option<&ProbeReport>) -> Vec<CheckFailure> {
     let Some(r) = report else {
-        return Err("expected a probe report (a JSON line with \"op\"), found none".into());
+        // One failure, not one per field: they would all say the same.
+        return vec![CheckFailure::mechanism(
+            "probe",
+            "no report",
+            "expected a probe report (a JSON line with \"op\"), found none".into(),
+        )];
     };
+    let mut f = Vec::new();
     let line = Value::Object(r.0.clone()).to_string();
     if let Some(ok) = m.ok {
-        if r.0.get("ok").and_then(Value::as_bool) != Some(ok) {
-            return Err(format!("expected the probe to report ok: {ok}, got {line}"));
+        let got = r.0.get("ok").and_then(Value::as_bool);
+        if got != Some(ok) {
+            f.push(CheckFailure::mechanism(
+                "probe.ok",
+                got.map_or("absent".to_string(), |b| b.to_string()),
+                format!("expected the probe to report ok: {ok}, got {line}"),
+            ));
         }
     }
     if !m.errno.is_empty() {
         let got = r.0.get("errno").and_then(Value::as_str);
         if !got.is_some_and(|e| m.errno.iter().any(|w| w == e)) {
-            return Err(format!(
-                "expected the probe to report errno in {:?}, got {line}",
-                m.errno
+            f.push(CheckFailure::mechanism(
+                "probe.errno",
+                got.unwrap_or("none"),
+                format!(
+                    "expected the probe to report errno in {:?}, got {line}",
+                    m.errno
+                ),
             ));
         }
     }
     if let Some(im) = &m.value {
         let got = r.0.get("value").and_then(Value::as_i64);
-        let ok = match got {
-            Some(n) => int_matches(im, n)?,
-            None => false,
-        };
-        if !ok {
-            return Err(format!(
-                "expected the probe to report value {}, got {line}",
-                im
-            ));
+        match got.map(|n| int_matches(im, n)) {
+            Some(Ok(true)) => {}
+            Some(Err(e)) => f.push(malformed("probe.value", e)),
+            _ => f.push(CheckFailure::mechanism(
+                "probe.value",
+                got.map_or("absent".to_string(), |n| n.to_string()),
+                format!("expected the probe to report value {im}, got {line}"),
+            )),
         }
     }
-    Ok(())
+    f
+}
+
+/// An oracle count, as a fingerprint: `0` or `>0` (retries make the exact
+/// number vary; the message keeps it).
+fn count_fingerprint(n: u64) -> &'static str {
+    if n == 0 {
+        "0"
+    } else {
+        ">0"
+    }
 }
 
 fn check_oracle(
     kind: OracleKind,
     m: &crate::corpus::case::OracleMatcher,
     obs: &Observations,
-) -> Result<(), String> {
+) -> Vec<CheckFailure> {
     let name = crate::corpus::vocab::oracle_name(kind);
+    let mut f = Vec::new();
     if let Some(im) = &m.connected {
-        observed::check_inbound(im, obs)?;
+        let check = oracle_check(kind, "connected");
+        let why = || observed::check_inbound(im, obs).err().unwrap_or_default();
+        match &obs.inbound {
+            None => f.push(CheckFailure::property(check, "not running", why(), false)),
+            Some(r) => {
+                let n = i64::try_from(r.connected).unwrap_or(i64::MAX);
+                match int_matches(im, n) {
+                    Ok(true) => {}
+                    // The harness reached the run's listener from outside.
+                    Ok(false) => f.push(CheckFailure::property(
+                        check,
+                        count_fingerprint(r.connected),
+                        why(),
+                        r.connected > 0 && int_matches(im, 0) == Ok(true),
+                    )),
+                    Err(e) => f.push(malformed(&check, e)),
+                }
+            }
+        }
     }
     if let Some(im) = &m.received {
-        let Some(n) = obs.received.get(&kind) else {
-            return Err(format!(
-                "expected oracle {name} to count what it received, but it was not running \
-                 (list it under `oracles:`)"
-            ));
-        };
-        let n = i64::try_from(*n).unwrap_or(i64::MAX);
-        if !int_matches(im, n)? {
-            return Err(format!(
-                "expected oracle {name} to receive {}, it received {n}{}",
-                im,
-                observed::oracle_detail(kind, obs)
-            ));
+        let check = oracle_check(kind, "received");
+        match obs.received.get(&kind) {
+            None => f.push(CheckFailure::property(
+                check,
+                "not running",
+                format!(
+                    "expected oracle {name} to count what it received, but it was not \
+                     running (list it under `oracles:`)"
+                ),
+                false,
+            )),
+            Some(&n) => {
+                let count = i64::try_from(n).unwrap_or(i64::MAX);
+                match int_matches(im, count) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        // Traffic where the case allows none (or fewer) is
+                        // the isolation broken; too little is not.
+                        let leak = n > 0 && int_matches(im, 0) == Ok(true);
+                        f.push(CheckFailure::property(
+                            check,
+                            count_fingerprint(n),
+                            format!(
+                                "expected oracle {name} to receive {im}, it received {n}{}{}",
+                                observed::oracle_detail(kind, obs),
+                                if leak {
+                                    ": the traffic reached the host"
+                                } else {
+                                    ""
+                                }
+                            ),
+                            leak,
+                        ))
+                    }
+                    Err(e) => f.push(malformed(&check, e)),
+                }
+            }
         }
     }
     if let Some(want) = m.alive {
+        let check = oracle_check(kind, "alive");
         match obs.victim_alive {
-            None => {
-                return Err(format!(
-                    "expected oracle {name} alive: {want}, but no victim process was running"
-                ))
-            }
-            Some(got) if got != want => {
-                return Err(if want {
+            None => f.push(CheckFailure::property(
+                check,
+                "not running",
+                format!("expected oracle {name} alive: {want}, but no victim process was running"),
+                false,
+            )),
+            Some(got) if got != want => f.push(if want {
+                CheckFailure::property(
+                    check,
+                    "killed",
                     "expected the victim process outside the sandbox to survive; it was killed"
-                        .into()
-                } else {
-                    "expected the victim process to be gone; it is still alive".into()
-                })
-            }
+                        .into(),
+                    true,
+                )
+            } else {
+                CheckFailure::property(
+                    check,
+                    "alive",
+                    "expected the victim process to be gone; it is still alive".into(),
+                    false,
+                )
+            }),
             Some(_) => {}
         }
     }
-    Ok(())
+    f
 }
 
-fn check_host(h: &HostMatcher) -> Result<(), String> {
+/// Host matchers, checked on the host. In an isolation case's run under
+/// test (`isolation`) they describe the host left untouched, so any
+/// mismatch is a leak.
+fn check_host(h: &HostMatcher, isolation: bool) -> Vec<CheckFailure> {
+    let mut f = Vec::new();
     for p in &h.absent {
         if Path::new(p).symlink_metadata().is_ok() {
-            return Err(format!("expected {p} to be absent on the host; it exists"));
+            f.push(CheckFailure::property(
+                "host.absent",
+                "exists",
+                format!("expected {p} to be absent on the host; it exists"),
+                isolation,
+            ));
         }
     }
     for p in &h.present {
         if Path::new(p).symlink_metadata().is_err() {
-            return Err(format!("expected {p} to exist on the host; it does not"));
+            f.push(CheckFailure::property(
+                "host.present",
+                "missing",
+                format!("expected {p} to exist on the host; it does not"),
+                isolation,
+            ));
+        }
+    }
+    for (p, want_read, check) in h
+        .unread
+        .iter()
+        .map(|p| (p, false, "host.unread"))
+        .chain(h.read.iter().map(|p| (p, true, "host.read")))
+    {
+        match super::canary::was_read(p) {
+            Ok(got) if got == want_read => {}
+            Ok(true) => f.push(CheckFailure::property(
+                check,
+                "read",
+                format!("expected {p} not to be read; its access time moved: the command read it"),
+                isolation,
+            )),
+            Ok(false) => f.push(CheckFailure::property(
+                check,
+                "unread",
+                format!(
+                    "expected {p} to be read; its access time did not move (the command did \
+                     not read it, or this mount does not record reads: noatime, read-only)"
+                ),
+                false,
+            )),
+            Err(e) => f.push(CheckFailure::property(
+                check,
+                "missing",
+                format!("failed to check the read canary {p}: {e}"),
+                false,
+            )),
+        }
+    }
+    for (p, want) in &h.mode {
+        let want = match crate::corpus::setup::parse_mode(want) {
+            Ok(m) => m,
+            Err(e) => {
+                f.push(malformed("host.mode", e));
+                continue;
+            }
+        };
+        match std::fs::symlink_metadata(p) {
+            Ok(m) if m.mode() & 0o7777 == want => {}
+            Ok(m) => f.push(CheckFailure::property(
+                "host.mode",
+                format!("{:04o}", m.mode() & 0o7777),
+                format!(
+                    "expected {p} to have mode {want:04o}, it has {:04o}",
+                    m.mode() & 0o7777
+                ),
+                isolation,
+            )),
+            Err(e) => f.push(CheckFailure::property(
+                "host.mode",
+                "missing",
+                format!("expected {p} to have mode {want:04o}: failed to stat it: {e}"),
+                isolation,
+            )),
+        }
+    }
+    for (p, want) in &h.owner {
+        match std::fs::symlink_metadata(p) {
+            Ok(m)
+                if want.uid.is_none_or(|u| u == m.uid())
+                    && want.gid.is_none_or(|g| g == m.gid()) => {}
+            Ok(m) => {
+                let show = |v: Option<u32>| v.map_or("any".to_string(), |v| v.to_string());
+                f.push(CheckFailure::property(
+                    "host.owner",
+                    format!("uid {} gid {}", m.uid(), m.gid()),
+                    format!(
+                        "expected {p} to be owned by uid {} gid {}, it is owned by uid {} gid {}",
+                        show(want.uid),
+                        show(want.gid),
+                        m.uid(),
+                        m.gid()
+                    ),
+                    isolation,
+                ))
+            }
+            Err(e) => f.push(CheckFailure::property(
+                "host.owner",
+                "missing",
+                format!("expected the owner of {p}: failed to stat it: {e}"),
+                isolation,
+            )),
         }
     }
     for (p, want) in &h.content {
         match std::fs::read(p) {
             Ok(got) if got == want.as_bytes() => {}
-            Ok(got) => {
-                return Err(format!(
+            Ok(got) => f.push(CheckFailure::property(
+                "host.content",
+                "differs",
+                format!(
                     "expected {p} to contain {want:?}, it contains {:?}",
                     tail(&String::from_utf8_lossy(&got), 200)
-                ))
-            }
-            Err(e) => {
-                return Err(format!(
-                    "expected {p} to contain {want:?}: failed to read it: {e}"
-                ))
-            }
+                ),
+                isolation,
+            )),
+            Err(e) => f.push(CheckFailure::property(
+                "host.content",
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    "missing"
+                } else {
+                    "unreadable"
+                },
+                format!("expected {p} to contain {want:?}: failed to read it: {e}"),
+                isolation,
+            )),
         }
     }
-    Ok(())
+    f
 }
 
-fn check_text(name: &str, m: &TextMatcher, bytes: &[u8]) -> Result<(), String> {
+/// Kernel objects the run left behind (already removed), against `m`:
+/// more than the case allows is a leak in an isolation case's run.
+fn check_objects(m: &IntMatcher, obs: &Observation<'_>, isolation: bool) -> Vec<CheckFailure> {
+    let unlisted = Err("the harness did not list them".to_string());
+    let left = obs.objects_left.unwrap_or(&unlisted);
+    let Err(why) = observed::check_objects(m, left) else {
+        return Vec::new();
+    };
+    let (observed, leak) = match left {
+        Ok(v) => (
+            count_fingerprint(v.len() as u64),
+            isolation && !v.is_empty() && int_matches(m, 0) == Ok(true),
+        ),
+        Err(_) => ("unlisted", false),
+    };
+    vec![CheckFailure::property(
+        "host.objects_left",
+        observed,
+        why,
+        leak,
+    )]
+}
+
+/// Survivors, found by the host's means: against `survivors: M` when the
+/// case gives it, else none may be left; `no_survivors` also needs the
+/// probe to have said what it started, or nothing shows the check could
+/// fail (unproven: a property failure, not a leak).
+fn check_survivors(expect: &Expect, obs: &Observation<'_>, out: &RunOutput) -> Vec<CheckFailure> {
+    let n = obs.survivors.len();
+    let alive = || {
+        format!(
+            "the run left {n} process(es) alive after it ended (killed now): {}",
+            observed::list_survivors(obs.survivors)
+        )
+    };
+    if let Some(m) = &expect.survivors {
+        return match int_matches(m, i64::try_from(n).unwrap_or(i64::MAX)) {
+            Ok(true) => Vec::new(),
+            Ok(false) => vec![CheckFailure::property(
+                "survivors",
+                count_fingerprint(n as u64),
+                format!(
+                    "expected the run to leave {m} process(es) alive; {}",
+                    alive()
+                ),
+                n > 0 && int_matches(m, 0) == Ok(true),
+            )],
+            Err(e) => vec![malformed("survivors", e)],
+        };
+    }
+    if n > 0 {
+        return vec![CheckFailure::property(
+            "survivors",
+            "alive",
+            format!("expected no survivors, but {}", alive()),
+            true,
+        )];
+    }
+    if expect.no_survivors && obs.probe.and_then(ProbeReport::pids).is_none() {
+        // Nothing shows the processes were ever started: the survivor
+        // check would hold vacuously, so the property is not shown.
+        return vec![CheckFailure::property(
+            "survivors",
+            "unproven",
+            format!(
+                "expected no survivors, but the probe reported no pids: nothing shows it \
+                 started the processes to look for{}",
+                output_context(out)
+            ),
+            false,
+        )];
+    }
+    Vec::new()
+}
+
+fn check_text(name: &str, m: &TextMatcher, bytes: &[u8]) -> Vec<CheckFailure> {
     let text = String::from_utf8_lossy(bytes);
     let shown = || tail(&text, 300);
+    let mut f = Vec::new();
+    let mut fail = |what: &str, observed: String, message: String| {
+        f.push(CheckFailure::mechanism(
+            format!("{name}.{what}"),
+            observed,
+            message,
+        ))
+    };
+    let empty_or = |other: &str| {
+        if bytes.is_empty() {
+            "empty".to_string()
+        } else {
+            other.to_string()
+        }
+    };
     if let Some(eq) = &m.equals {
         if text != eq.as_str() {
-            return Err(format!(
-                "expected {name} to equal {eq:?}, got {:?}",
-                shown()
-            ));
+            fail(
+                "equals",
+                empty_or("other text"),
+                format!("expected {name} to equal {eq:?}, got {:?}", shown()),
+            );
         }
     }
     for c in &m.contains {
         if !text.contains(c.as_str()) {
-            return Err(format!(
-                "expected {name} to contain {c:?}, got {:?}",
-                shown()
-            ));
+            fail(
+                "contains",
+                empty_or(&format!("lacks {c:?}")),
+                format!("expected {name} to contain {c:?}, got {:?}", shown()),
+            );
         }
     }
     for c in &m.not_contains {
         if text.contains(c.as_str()) {
-            return Err(format!(
-                "expected {name} not to contain {c:?}, got {:?}",
-                shown()
-            ));
+            fail(
+                "not_contains",
+                format!("has {c:?}"),
+                format!("expected {name} not to contain {c:?}, got {:?}", shown()),
+            );
         }
     }
     if let Some(re) = &m.regex {
-        let r = regex::Regex::new(re).map_err(|e| format!("invalid regex {re:?}: {e}"))?;
-        if !r.is_match(&text) {
-            return Err(format!(
-                "expected {name} to match /{re}/, got {:?}",
-                shown()
-            ));
+        match regex::Regex::new(re) {
+            Ok(r) if r.is_match(&text) => {}
+            Ok(_) => fail(
+                "regex",
+                empty_or("no match"),
+                format!("expected {name} to match /{re}/, got {:?}", shown()),
+            ),
+            Err(e) => fail(
+                "regex",
+                "malformed matcher".into(),
+                format!("invalid regex {re:?}: {e}"),
+            ),
         }
     }
     if let Some(empty) = m.empty {
         if bytes.is_empty() != empty {
-            return Err(if empty {
-                format!("expected {name} to be empty, got {:?}", shown())
+            if empty {
+                fail(
+                    "empty",
+                    "not empty".into(),
+                    format!("expected {name} to be empty, got {:?}", shown()),
+                );
             } else {
-                format!("expected {name} not to be empty")
-            });
+                fail(
+                    "empty",
+                    "empty".into(),
+                    format!("expected {name} not to be empty"),
+                );
+            }
         }
     }
     if let Some(im) = &m.len {
         let n = i64::try_from(bytes.len()).unwrap_or(i64::MAX);
-        if !int_matches(im, n)? {
-            return Err(format!(
-                "expected {name} to be {} bytes long, it is {n}",
-                im
-            ));
+        match int_matches(im, n) {
+            Ok(true) => {}
+            Ok(false) => fail(
+                "len",
+                format!("{n} bytes"),
+                format!("expected {name} to be {im} bytes long, it is {n}"),
+            ),
+            Err(e) => fail("len", "malformed matcher".into(), e),
         }
     }
-    Ok(())
+    f
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::corpus::case::OracleMatcher;
+    use crate::harness::check::CheckKind;
     use crate::policy::SetupErrorKind;
     use std::time::Duration;
 
@@ -412,12 +758,13 @@ mod tests {
         serde_saphyr::from_str(yaml).unwrap()
     }
 
-    fn eval(
+    fn eval_as(
         e: &Expect,
         out: &RunOutput,
         oracles: &Observations,
         survivors: &[i32],
-    ) -> Result<(), String> {
+        isolation: bool,
+    ) -> Evaluation {
         let probe = ProbeReport::find(out);
         let survivors: Vec<Survivor> = survivors
             .iter()
@@ -435,8 +782,28 @@ mod tests {
                 probe: probe.as_ref(),
                 survivors: &survivors,
                 objects_left: None,
+                isolation,
             },
         )
+    }
+
+    /// The one-line reason, `Ok(())` when everything held (the old shape,
+    /// which most tests only need).
+    fn eval(
+        e: &Expect,
+        out: &RunOutput,
+        oracles: &Observations,
+        survivors: &[i32],
+    ) -> Result<(), String> {
+        match eval_as(e, out, oracles, survivors, false).reason() {
+            None => Ok(()),
+            Some(why) => Err(why),
+        }
+    }
+
+    /// `check: observed` of every failure.
+    fn fingerprints(ev: &Evaluation) -> Vec<String> {
+        ev.failures.iter().map(|f| f.fingerprint()).collect()
     }
 
     #[test]
@@ -505,6 +872,59 @@ mod tests {
     }
 
     #[test]
+    fn every_failing_check_is_reported_with_a_stable_fingerprint() {
+        let e = expect(
+            "outcome: {exited: {code: 1}}\nprobe: {ok: false, errno: [EACCES, EPERM], value: 0}\n\
+             stdout: {contains: [denied], not_contains: [secret]}",
+        );
+        let out = output(
+            Outcome::Exited { code: 0 },
+            "secret\n{\"op\":\"tcp-connect\",\"ok\":true,\"value\":7,\"pid\":4242}\n",
+            "",
+        );
+        let ev = eval_as(&e, &out, &Observations::default(), &[], true);
+        assert_eq!(
+            fingerprints(&ev),
+            [
+                "outcome: exited 0",
+                "probe.ok: true",
+                "probe.errno: none",
+                "probe.value: 7",
+                "stdout.contains: lacks \"denied\"",
+                "stdout.not_contains: has \"secret\"",
+            ]
+        );
+        assert!(ev.mechanism_only() && !ev.leaked());
+        // No report at all is one failure, not one per field.
+        let silent = output(Outcome::Signaled { signal: 9 }, "", "");
+        let ev = eval_as(&e, &silent, &Observations::default(), &[], true);
+        assert_eq!(
+            fingerprints(&ev),
+            [
+                "outcome: signaled 9",
+                "probe: no report",
+                "stdout.contains: empty"
+            ]
+        );
+        let setup = output(
+            Outcome::SetupError {
+                kind: SetupErrorKind::InvalidPolicy,
+                message: "pid 77 at /tmp/x".into(),
+            },
+            "",
+            "",
+        );
+        let ev = eval_as(
+            &expect("outcome: timeout"),
+            &setup,
+            &Observations::default(),
+            &[],
+            true,
+        );
+        assert_eq!(fingerprints(&ev), ["outcome: setup_error invalid_policy"]);
+    }
+
+    #[test]
     fn oracle_counts_must_match_and_a_missing_oracle_is_a_mismatch() {
         let mut obs = Observations::default();
         obs.received.insert(OracleKind::Dns, 2);
@@ -519,15 +939,60 @@ mod tests {
             Ok(())
         );
         let why = eval(&expect("oracles: {dns: {received: 0}}"), &out, &obs, &[]).unwrap_err();
-        assert_eq!(why, "expected oracle dns to receive 0, it received 2");
+        assert_eq!(
+            why,
+            "expected oracle dns to receive 0, it received 2: the traffic reached the host"
+        );
         let why = eval(&expect("oracles: {tcp: {received: 0}}"), &out, &obs, &[]).unwrap_err();
         assert!(why.contains("not running"), "{why}");
-        let m = OracleMatcher {
+        let m = crate::corpus::case::OracleMatcher {
             received: None,
             alive: Some(true),
             connected: None,
         };
-        assert!(check_oracle(OracleKind::Victim, &m, &obs).is_err());
+        assert!(!check_oracle(OracleKind::Victim, &m, &obs).is_empty());
+    }
+
+    #[test]
+    fn traffic_a_case_forbids_a_dead_victim_and_survivors_are_leaks() {
+        let mut obs = Observations::default();
+        obs.received.insert(OracleKind::Tcp, 1);
+        obs.received.insert(OracleKind::Tcp2, 0);
+        obs.victim_alive = Some(false);
+        let out = output(
+            Outcome::Exited { code: 0 },
+            "{\"op\":\"setsid-daemon\",\"ok\":true,\"pids\":[10,11]}\n",
+            "",
+        );
+        let e = expect(
+            "oracles: {tcp: {received: 0}, tcp2: {received: '>=1'}, victim: {alive: true}}\n\
+             no_survivors: true",
+        );
+        let ev = eval_as(&e, &out, &obs, &[11], false);
+        let leaks: Vec<(&str, bool, CheckKind)> = ev
+            .failures
+            .iter()
+            .map(|f| (f.check.as_str(), f.leak, f.kind))
+            .collect();
+        assert_eq!(
+            leaks,
+            [
+                ("oracle.tcp.received", true, CheckKind::Property),
+                // Too little traffic is a failure, not a leak.
+                ("oracle.tcp2.received", false, CheckKind::Property),
+                ("oracle.victim.alive", true, CheckKind::Property),
+                ("survivors", true, CheckKind::Property),
+            ]
+        );
+        assert_eq!(
+            fingerprints(&ev),
+            [
+                "oracle.tcp.received: >0",
+                "oracle.tcp2.received: 0",
+                "oracle.victim.alive: killed",
+                "survivors: alive"
+            ]
+        );
     }
 
     #[test]
@@ -546,10 +1011,15 @@ mod tests {
         assert!(eval(&e, &silent, &obs, &[])
             .unwrap_err()
             .contains("no pids"));
+        // Unproven is a property failure (no pass by another mechanism),
+        // but not a leak.
+        let ev = eval_as(&e, &silent, &obs, &[], true);
+        assert_eq!(fingerprints(&ev), ["survivors: unproven"]);
+        assert!(!ev.leaked() && !ev.mechanism_only());
     }
 
     #[test]
-    fn host_side_effects_are_checked_on_the_host() {
+    fn host_side_effects_are_checked_on_the_host_and_leak_only_in_isolation_runs() {
         let d = tempfile::tempdir().unwrap();
         let marker = d.path().join("marker");
         let e = expect(&format!("host: {{absent: ['{}']}}", marker.display()));
@@ -558,6 +1028,8 @@ mod tests {
         assert_eq!(eval(&e, &out, &obs, &[]), Ok(()));
         std::fs::write(&marker, "x").unwrap();
         assert!(eval(&e, &out, &obs, &[]).unwrap_err().contains("absent"));
+        assert!(eval_as(&e, &out, &obs, &[], true).leaked());
+        assert!(!eval_as(&e, &out, &obs, &[], false).leaked());
         let c = expect(&format!(
             "host: {{content: {{'{}': 'y'}}}}",
             marker.display()
@@ -565,6 +1037,11 @@ mod tests {
         assert!(eval(&c, &out, &obs, &[])
             .unwrap_err()
             .contains("contains \"x\""));
+        let ev = eval_as(&c, &out, &obs, &[], true);
+        assert_eq!(fingerprints(&ev), ["host.content: differs"]);
+        std::fs::remove_file(&marker).unwrap();
+        let ev = eval_as(&c, &out, &obs, &[], true);
+        assert_eq!(fingerprints(&ev), ["host.content: missing"]);
     }
 
     #[test]
@@ -578,7 +1055,8 @@ mod tests {
         );
         assert_eq!(eval(&ok, &out, &obs, &[]), Ok(()));
         assert!(eval(&expect("stdout: {equals: 'done'}"), &out, &obs, &[]).is_err());
-        assert!(eval(&expect("filtered_paths: []"), &out, &obs, &[]).is_err());
+        let ev = eval_as(&expect("filtered_paths: []"), &out, &obs, &[], false);
+        assert_eq!(fingerprints(&ev), ["filtered_paths: a, b"]);
         assert!(eval(&expect("output_truncated: true"), &out, &obs, &[]).is_err());
     }
 }

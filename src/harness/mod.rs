@@ -19,10 +19,13 @@
 //! - [`interrupt`]: SIGINT/SIGTERM/SIGHUP stop a run in order;
 //! - [`report`]: progress, summary, JSON, JUnit.
 
+pub mod canary;
+pub mod check;
 pub mod evaluate;
 pub mod expectations;
 pub mod host_requires;
 pub mod interrupt;
+pub mod mutants;
 pub mod observe;
 pub mod observed;
 pub mod pool;

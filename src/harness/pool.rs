@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 
-use super::expectations::Expectations;
+use super::expectations::{Expectations, HostConditions};
 use super::interrupt;
 use super::runner::Harness;
 use super::slot::DriverSlot;
@@ -26,6 +26,7 @@ impl Harness {
         on_result: &mut dyn FnMut(&CaseResult),
     ) -> Vec<CaseResult> {
         let jobs = jobs.clamp(1, cases.len().max(1));
+        let host = HostConditions::from_host(self.host());
         let next = AtomicUsize::new(0);
         let mut results: Vec<Option<CaseResult>> = vec![None; cases.len()];
         std::thread::scope(|s| {
@@ -57,7 +58,7 @@ impl Harness {
             drop(tx);
             for (i, mut r) in rx {
                 if let Some(x) = expectations {
-                    x.apply(&mut r);
+                    x.apply(&mut r, &host);
                 }
                 on_result(&r);
                 results[i] = Some(r);
@@ -70,26 +71,14 @@ impl Harness {
             .zip(cases)
             .map(|(r, lc)| {
                 r.unwrap_or_else(|| {
-                    let mut r = CaseResult {
-                        id: lc.case.id.clone(),
-                        path: lc.path.clone(),
-                        tags: lc.case.tags.clone(),
-                        status: super::status::Status::Error,
-                        reason: Some(match interrupt::requested() {
-                            Some(sig) => interrupt::not_run(sig),
-                            None => "no worker ran this case".into(),
-                        }),
-                        duration: Default::default(),
-                        outcome: None,
-                        control_outcome: None,
-                        expected_failure: None,
-                        kept: Vec::new(),
-                        survivors: Vec::new(),
-                        control_survivors: Vec::new(),
-                        refs: lc.case.refs.clone(),
-                    };
+                    let mut r = CaseResult::new(lc);
+                    r.status = super::status::Status::Error;
+                    r.reason = Some(match interrupt::requested() {
+                        Some(sig) => interrupt::not_run(sig),
+                        None => "no worker ran this case".into(),
+                    });
                     if let Some(x) = expectations {
-                        x.apply(&mut r);
+                        x.apply(&mut r, &host);
                     }
                     on_result(&r);
                     r

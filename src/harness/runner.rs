@@ -6,13 +6,14 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use super::check::{CheckFailure, Evaluation};
 use super::evaluate::{evaluate, Observation, ProbeReport};
 use super::observe::{InheritedFds, Observers};
 use super::observed::list_survivors;
 use super::requirements::{self, HostFacts};
 use super::slot::DriverSlot;
 use super::status::{CaseResult, Status};
-use crate::corpus::case::{Case, ControlDriver, Expect};
+use crate::corpus::case::{Case, ControlDriver, Expect, Tag};
 use crate::corpus::setup::{command, materialize};
 use crate::corpus::template::{expand, fd_variable};
 use crate::corpus::LoadedCase;
@@ -35,6 +36,11 @@ pub struct HarnessConfig {
     pub watchdog_margin: Duration,
     /// The watchdog for a policy without a timeout.
     pub default_watchdog: Duration,
+    /// Hold the backend to the case's mechanisms too (errno, exit code,
+    /// the probe's word), as the reference is. Off: a case whose
+    /// properties all held while only mechanisms differed passes, with
+    /// [`CaseResult::mechanism_differs`] saying how.
+    pub hold_mechanism: bool,
 }
 
 impl HarnessConfig {
@@ -45,6 +51,7 @@ impl HarnessConfig {
             keep: false,
             watchdog_margin: Duration::from_secs(10),
             default_watchdog: Duration::from_secs(30),
+            hold_mechanism: true,
         }
     }
 
@@ -147,7 +154,7 @@ enum Phase {
 /// What one run produced.
 struct PhaseRun {
     outcome: Outcome,
-    verdict: Result<(), String>,
+    evaluation: Evaluation,
     kept: Option<PathBuf>,
     survivors: Vec<Survivor>,
 }
@@ -215,21 +222,7 @@ impl Harness {
     ) -> CaseResult {
         let case = &lc.case;
         let t0 = Instant::now();
-        let mut r = CaseResult {
-            id: case.id.clone(),
-            path: lc.path.clone(),
-            tags: case.tags.clone(),
-            status: Status::Pass,
-            reason: None,
-            duration: Duration::ZERO,
-            outcome: None,
-            control_outcome: None,
-            expected_failure: None,
-            kept: Vec::new(),
-            survivors: Vec::new(),
-            control_survivors: Vec::new(),
-            refs: case.refs.clone(),
-        };
+        let mut r = CaseResult::new(lc);
         let done = |mut r: CaseResult, status: Status, reason: Option<String>| {
             r.status = status;
             r.reason = reason;
@@ -312,20 +305,94 @@ impl Harness {
                         }
                     }
                     r.kept.extend(run.kept);
-                    if let Err(why) = run.verdict {
-                        let why = match phase {
-                            Phase::Main => why,
-                            Phase::Control => format!(
-                                "control run (restriction lifted) did not succeed, so the \
-                                 case proves nothing here: {why}"
-                            ),
-                        };
-                        return done(r, Status::Fail, Some(why));
+                    match phase {
+                        Phase::Main => {
+                            match judge_main(run.evaluation, &r, self.config.hold_mechanism) {
+                                Ok(differs) => r.mechanism_differs = differs,
+                                Err(failures) => {
+                                    let why = super::check::describe(&failures);
+                                    r.failures = failures;
+                                    return done(r, Status::Fail, why);
+                                }
+                            }
+                        }
+                        Phase::Control if canary_blind(&run.evaluation, case) => {
+                            // The control shows reads leave no trace here
+                            // (a read-only or noatime mount): the case's
+                            // read canaries observed nothing, so the verdict
+                            // falls back to the driver's word, and says so.
+                            r.unobserved = vec!["host.unread".into()];
+                            if !r.mechanism_differs.is_empty() {
+                                let mut failures = std::mem::take(&mut r.mechanism_differs);
+                                let why = super::check::describe(&failures).unwrap_or_default();
+                                failures.extend(
+                                    run.evaluation
+                                        .failures
+                                        .into_iter()
+                                        .map(CheckFailure::in_control),
+                                );
+                                r.failures = failures;
+                                return done(
+                                    r,
+                                    Status::Fail,
+                                    Some(format!(
+                                        "the control shows this host cannot see the command's \
+                                         reads (its read canary did not move), so the case rests \
+                                         on the driver's word, which differs: {why}"
+                                    )),
+                                );
+                            }
+                        }
+                        Phase::Control if !run.evaluation.passed() => {
+                            let why = run.evaluation.reason().unwrap_or_default();
+                            // How the run under test differed belongs to
+                            // how the case failed, too.
+                            r.failures = std::mem::take(&mut r.mechanism_differs);
+                            r.failures.extend(
+                                run.evaluation
+                                    .failures
+                                    .into_iter()
+                                    .map(CheckFailure::in_control),
+                            );
+                            return done(
+                                r,
+                                Status::Fail,
+                                Some(format!(
+                                    "control run (restriction lifted) did not succeed, so the \
+                                     case proves nothing here: {why}"
+                                )),
+                            );
+                        }
+                        Phase::Control => {}
                     }
                 }
             }
         }
-        done(r, Status::Pass, None)
+        if !r.unobserved.is_empty() {
+            return done(
+                r,
+                Status::Pass,
+                Some(
+                    "passed on the driver's word: the control shows this host cannot see the \
+                     command's reads (its read canary did not move: a read-only or noatime \
+                     mount)"
+                        .into(),
+                ),
+            );
+        }
+        let note = (!r.mechanism_differs.is_empty()).then(|| {
+            let how: Vec<String> = r
+                .mechanism_differs
+                .iter()
+                .map(|f| f.fingerprint())
+                .collect();
+            format!(
+                "mechanism differs ({}); every property held ({})",
+                how.join("; "),
+                r.evidence.property.join(", ")
+            )
+        });
+        done(r, Status::Pass, note)
     }
 
     fn run_phase(
@@ -410,6 +477,15 @@ impl Harness {
             ),
             _ => (x.policy.clone(), &x.expect, case.simulate.clone()),
         };
+        // Read canaries, armed just before the run they judge.
+        if let Some(hm) = &expect.host {
+            for p in hm.unread.iter().chain(&hm.read) {
+                if let Err(e) = super::canary::arm(p, scratch.path()) {
+                    oracles.finish();
+                    return Err(PhaseError::Harness(e));
+                }
+            }
+        }
         // The link's directory too, for backends that build a filesystem
         // view from the policy's paths (Landlock checks the probe itself).
         for p in self
@@ -489,7 +565,7 @@ impl Harness {
             Err(e) => return Err(PhaseError::Driver(e, observed.survivors)),
         };
         let probe = ProbeReport::find(&output);
-        let verdict = evaluate(
+        let evaluation = evaluate(
             expect,
             &Observation {
                 output: &output,
@@ -497,6 +573,7 @@ impl Harness {
                 probe: probe.as_ref(),
                 survivors: &observed.survivors,
                 objects_left: observed.objects_left.as_ref(),
+                isolation: phase == Phase::Main && case.tags.contains(&Tag::Isolation),
             },
         );
         let kept = if self.config.keep {
@@ -506,9 +583,45 @@ impl Harness {
         };
         Ok(PhaseRun {
             outcome: output.outcome,
-            verdict,
+            evaluation,
             kept,
             survivors: observed.survivors,
         })
     }
+}
+
+/// The run under test's verdict: `Ok` to go on to the control, with the
+/// mechanism checks that failed while every property held (empty when
+/// everything held); `Err` with the failures that decide a `fail`. A
+/// backend held to the mechanisms (the reference), or a case with no
+/// property to keep, fails on any mismatch.
+fn judge_main(
+    ev: Evaluation,
+    r: &CaseResult,
+    hold_mechanism: bool,
+) -> Result<Vec<CheckFailure>, Vec<CheckFailure>> {
+    if ev.passed() {
+        Ok(Vec::new())
+    } else if !hold_mechanism && ev.mechanism_only() && !r.evidence.property.is_empty() {
+        Ok(ev.failures)
+    } else {
+        Err(ev.failures)
+    }
+}
+
+/// The control failed only because its read canaries did not move, while
+/// the run under test relied on canaries staying unmoved: on this backend
+/// or host, reads leave no trace.
+fn canary_blind(control: &Evaluation, case: &Case) -> bool {
+    let main_uses_canaries = case
+        .expect
+        .host
+        .as_ref()
+        .is_some_and(|h| !h.unread.is_empty());
+    main_uses_canaries
+        && !control.passed()
+        && control
+            .failures
+            .iter()
+            .all(|f| f.check == "host.read" && f.observed == "unread")
 }

@@ -5,14 +5,20 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::check::{CheckFailure, Evidence, RestsOn};
+use super::expectations::Listed;
 use crate::corpus::case::Tag;
+use crate::corpus::LoadedCase;
 use crate::policy::Outcome;
 
 /// A case's verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
-    /// Every expectation held, and the control (if any) succeeded.
+    /// Every expectation held, and the control (if any) succeeded; or,
+    /// for a backend not held to the reference's mechanisms, every
+    /// property held and only mechanisms differed
+    /// ([`CaseResult::mechanism_differs`] says which).
     Pass,
     /// An expectation did not hold; the reason names the first mismatch.
     Fail,
@@ -94,6 +100,20 @@ pub struct CaseResult {
     pub control_outcome: Option<Outcome>,
     /// The expectation file's reason, when the case is listed there.
     pub expected_failure: Option<String>,
+    /// The expectation file's entry that applied, when the case is listed.
+    pub expected: Option<Listed>,
+    /// Every check that failed in the run that decided the verdict (the
+    /// run under test, or the control's, prefixed `control.`).
+    pub failures: Vec<CheckFailure>,
+    /// A pass whose properties all held while mechanisms differed from
+    /// the case's (e.g. ECONNREFUSED instead of EACCES): those checks.
+    pub mechanism_differs: Vec<CheckFailure>,
+    /// What the verdict rests on: the case's checks, by kind.
+    pub evidence: Evidence,
+    /// Property checks that could observe nothing on this backend or host
+    /// (read canaries behind a read-only mount): the verdict did not rest
+    /// on them.
+    pub unobserved: Vec<String>,
     /// Scratch directories kept by `--keep`.
     pub kept: Vec<PathBuf>,
     /// Processes the run under test left alive (killed since).
@@ -104,9 +124,57 @@ pub struct CaseResult {
     pub refs: Vec<String>,
 }
 
+impl CaseResult {
+    /// A result for `lc` before it ran: a pass with nothing observed yet.
+    pub fn new(lc: &LoadedCase) -> CaseResult {
+        CaseResult {
+            id: lc.case.id.clone(),
+            path: lc.path.clone(),
+            tags: lc.case.tags.clone(),
+            status: Status::Pass,
+            reason: None,
+            duration: Duration::ZERO,
+            outcome: None,
+            control_outcome: None,
+            expected_failure: None,
+            expected: None,
+            failures: Vec::new(),
+            mechanism_differs: Vec::new(),
+            evidence: Evidence::of(&lc.case.expect),
+            unobserved: Vec::new(),
+            kept: Vec::new(),
+            survivors: Vec::new(),
+            control_survivors: Vec::new(),
+            refs: lc.case.refs.clone(),
+        }
+    }
+
+    /// What this verdict rests on: the harness's observation, unless every
+    /// property check of the case observed nothing here.
+    pub fn rests_on(&self) -> RestsOn {
+        let observed = self
+            .evidence
+            .property
+            .iter()
+            .any(|p| !self.unobserved.contains(p));
+        if observed {
+            RestsOn::Observed
+        } else {
+            RestsOn::Driver
+        }
+    }
+
+    /// True for an `isolation` case.
+    pub fn is_isolation(&self) -> bool {
+        self.tags.contains(&Tag::Isolation)
+    }
+}
+
 /// Counts per status.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Counts {
+    /// Passes whose mechanisms differed (counted in `pass` too).
+    pub mechanism_differs: usize,
     /// Passed.
     pub pass: usize,
     /// Failed.
@@ -127,6 +195,9 @@ impl Counts {
         let mut c = Counts::default();
         for r in results {
             *c.get_mut(r.status) += 1;
+            if r.status == Status::Pass && !r.mechanism_differs.is_empty() {
+                c.mechanism_differs += 1;
+            }
         }
         c
     }

@@ -5,7 +5,9 @@
 //! A case "fails" when its status is `fail`, `xfail` or `error` (the backend
 //! did not do what the case asks, or could not be checked). `skip` is not a
 //! failure, so a case that starts failing once its capability is claimed
-//! counts as a new failure.
+//! counts as a new failure. A case whose status stayed but whose failing
+//! checks (or, for a pass, its differing mechanisms) changed is `changed`:
+//! it fails, or passes, another way.
 
 use std::fmt::Write as _;
 
@@ -61,7 +63,21 @@ pub fn diff(old: &RunFile, new: &RunFile) -> Diff {
             new: n.map(|c| c.status),
             reason: n.or(o).and_then(|c| c.reason.clone()),
         };
-        if change.old == change.new {
+        let how = |c: Option<&super::input::RunCase>| {
+            c.map(|c| {
+                let mut v: Vec<String> = c
+                    .failures
+                    .iter()
+                    .chain(&c.mechanism_differs)
+                    .map(|f| f.fingerprint())
+                    .collect();
+                v.sort();
+                v
+            })
+        };
+        if change.old == change.new && how(o) != how(n) {
+            d.changed.push(change);
+        } else if change.old == change.new {
             d.unchanged.push(change.id);
         } else if failing(change.new) && !failing(change.old) {
             d.new_failures.push(change);
@@ -133,6 +149,34 @@ mod tests {
             Path::new(file),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn the_same_status_reached_another_way_is_a_change() {
+        let f = |check: &str, observed: &str| {
+            format!(
+                r#"{{"check":"{check}","kind":"mechanism","observed":"{observed}","message":"m"}}"#
+            )
+        };
+        let old = run(
+            "old.json",
+            &format!(
+                r#"{{"id":"a","status":"xfail","failures":[{}]}},{{"id":"b","status":"pass","mechanism_differs":[{}]}},{{"id":"c","status":"pass"}}"#,
+                f("outcome", "exited 137"),
+                f("probe.errno", "ECONNREFUSED")
+            ),
+        );
+        let new = run(
+            "new.json",
+            &format!(
+                r#"{{"id":"a","status":"xfail","failures":[{}]}},{{"id":"b","status":"pass"}},{{"id":"c","status":"pass"}}"#,
+                f("outcome", "exited 1")
+            ),
+        );
+        let d = diff(&old, &new);
+        let ids: Vec<&str> = d.changed.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b"]);
+        assert_eq!(d.unchanged, ["c"]);
     }
 
     #[test]

@@ -49,6 +49,8 @@ tr.differs td.case { box-shadow: inset 3px 0 0 var(--fail); }
          font-size: 11.5px; font-weight: 600; color: #fff; letter-spacing: .03em; }
 .s-pass { background: var(--pass); } .s-fail { background: var(--fail); } .s-error { background: var(--error); }
 .s-skip { background: var(--skip); } .s-xfail { background: var(--xfail); } .s-xpass { background: var(--xpass); }
+.s-passm { background: #fff; color: var(--pass); box-shadow: inset 0 0 0 2px var(--pass); }
+.word { display: inline-block; margin-left: 4px; color: var(--muted); font-size: 10.5px; }
 .absent { color: var(--muted); }
 details > summary { cursor: pointer; list-style: none; }
 details > summary::-webkit-details-marker { display: none; }
@@ -74,6 +76,21 @@ fn badge(status: Status) -> String {
     )
 }
 
+/// The cell's badge: `PASS*` (outlined) for a pass by another mechanism,
+/// and a mark when the verdict rests on the driver's word alone.
+fn cell_badge(cell: &Cell) -> String {
+    let b = if cell.differs() {
+        "<span class=\"badge s-passm\">PASS*</span>".to_string()
+    } else {
+        badge(cell.status)
+    };
+    if cell.driver_word && cell.status != Status::Skip {
+        format!("{b}<span class=\"word\" title=\"the verdict rests on the driver's word alone\">word</span>")
+    } else {
+        b
+    }
+}
+
 fn kernel_text(c: &Column) -> String {
     match &c.kernel {
         Some(k) => format!("{}, Landlock {}", k.release, k.landlock),
@@ -95,12 +112,12 @@ fn cell_html(out: &mut String, cell: Option<&Cell>, column: &Column) {
         return;
     };
     let detail = cell.detail();
-    if cell.status == Status::Pass || detail.is_empty() {
+    if (cell.status == Status::Pass && !cell.differs()) || detail.is_empty() {
         let _ = write!(
             out,
             "<td class=\"cell\" title=\"{}\">{}</td>",
             escape(&detail),
-            badge(cell.status)
+            cell_badge(cell)
         );
         return;
     }
@@ -122,7 +139,7 @@ fn cell_html(out: &mut String, cell: Option<&Cell>, column: &Column) {
         "<td class=\"cell\" title=\"{}\"><details><summary>{}<span class=\"more\">&#9656;</span>\
          <span class=\"brief\">{}</span></summary><div class=\"why\">{}</div></details></td>",
         escape(&detail),
-        badge(cell.status),
+        cell_badge(cell),
         escape(brief),
         cell.detail_parts()
             .iter()
@@ -154,7 +171,11 @@ pub fn render(m: &Matrix, title: &str) -> String {
     for s in Status::ALL {
         let _ = write!(out, "<th>{}</th>", badge(s));
     }
-    out.push_str("<th>run file</th></tr></thead>\n<tbody>\n");
+    out.push_str(
+        "<th><span class=\"badge s-passm\">PASS*</span></th>\
+         <th title=\"isolation cases run whose verdict rests on the driver's word alone\">word</th>\
+         <th>run file</th></tr></thead>\n<tbody>\n",
+    );
     for c in &m.columns {
         let _ = write!(
             out,
@@ -168,6 +189,11 @@ pub fn render(m: &Matrix, title: &str) -> String {
             let n = c.counts.get(&s).copied().unwrap_or(0);
             let _ = write!(out, "<td class=\"num\">{n}</td>");
         }
+        let _ = write!(
+            out,
+            "<td class=\"num\">{}</td><td class=\"num\">{} of {}</td>",
+            c.mechanism_differs, c.isolation_driver_word, c.isolation_run
+        );
         let _ = writeln!(out, "<td><code>{}</code></td></tr>", escape(&c.source));
     }
     out.push_str("</tbody>\n</table>\n");
@@ -226,6 +252,8 @@ pub fn render(m: &Matrix, title: &str) -> String {
     out.push_str(
         "<h2>Legend</h2>\n<div class=\"legend\">\n\
          <div><span class=\"badge s-pass\">PASS</span> every expectation held (and the control run succeeded)</div>\n\
+         <div><span class=\"badge s-passm\">PASS*</span> every property the harness observes held (nothing arrived, nothing changed, nothing survived), by another mechanism than the case names (another errno, exit code or probe report): the details say which</div>\n\
+         <div><span class=\"word\">word</span> the verdict rests on the driver's word alone: no check of the harness's own observed anything (a driver that lies could pass it)</div>\n\
          <div><span class=\"badge s-fail\">FAIL</span> an expectation did not hold; the reason names it</div>\n\
          <div><span class=\"badge s-error\">ERROR</span> the harness or the driver broke; never a pass</div>\n\
          <div><span class=\"badge s-skip\">SKIP</span> a requirement is unmet (capability not claimed, kernel, program)</div>\n\

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::harness::check::{CheckFailure, RestsOn};
 use crate::kernel::KernelFacts;
 use crate::policy::Outcome;
 
@@ -62,6 +63,27 @@ pub struct RunCase {
     /// The case's tags.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// What the verdict rests on (absent in files of earlier versions).
+    #[serde(default)]
+    pub rests_on: Option<RestsOn>,
+    /// Every check that failed in the run that decided the verdict.
+    #[serde(default)]
+    pub failures: Vec<CheckFailure>,
+    /// For a pass: mechanism checks that differed while every property held.
+    #[serde(default)]
+    pub mechanism_differs: Vec<CheckFailure>,
+}
+
+impl RunCase {
+    /// True for a pass by another mechanism.
+    pub fn differs(&self) -> bool {
+        self.status == Status::Pass && !self.mechanism_differs.is_empty()
+    }
+
+    /// True for an `isolation` case.
+    pub fn is_isolation(&self) -> bool {
+        self.tags.iter().any(|t| t == "isolation")
+    }
 }
 
 /// A whole run file.

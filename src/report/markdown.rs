@@ -31,10 +31,12 @@ pub fn render(m: &Matrix, title: &str) -> String {
     for s in Status::ALL {
         let _ = write!(out, " {} |", s.as_str());
     }
+    out.push_str(" pass* | driver's word |");
     out.push_str("\n|---|---|---|");
     for _ in Status::ALL {
         out.push_str("---:|");
     }
+    out.push_str("---:|---:|");
     out.push('\n');
     for c in &m.columns {
         let _ = write!(
@@ -47,9 +49,18 @@ pub fn render(m: &Matrix, title: &str) -> String {
         for s in Status::ALL {
             let _ = write!(out, " {} |", c.counts.get(&s).copied().unwrap_or(0));
         }
+        let _ = write!(
+            out,
+            " {} | {} of {} |",
+            c.mechanism_differs, c.isolation_driver_word, c.isolation_run
+        );
         out.push('\n');
     }
-    out.push('\n');
+    out.push_str(
+        "\n`PASS*`: every property the harness observes held, by another mechanism than \
+         the case names (another errno, exit code or probe report). *driver's word*: \
+         isolation cases run whose verdict rests on the driver's word alone.\n\n",
+    );
 
     out.push_str("| case |");
     for c in &m.columns {
@@ -68,8 +79,9 @@ pub fn render(m: &Matrix, title: &str) -> String {
                 None => out.push_str(" — |"),
                 Some(cell) => {
                     let detail = cell.detail();
-                    if cell.status == Status::Pass || detail.is_empty() {
-                        let _ = write!(out, " {} |", cell.status.label());
+                    let plain = cell.status == Status::Pass && !cell.differs();
+                    if plain || detail.is_empty() {
+                        let _ = write!(out, " {} |", cell.label());
                     } else {
                         notes.push(format!(
                             "`{}` on **{}**: {}",
@@ -77,7 +89,7 @@ pub fn render(m: &Matrix, title: &str) -> String {
                             cell_text(&column.label),
                             cell_text(&detail)
                         ));
-                        let _ = write!(out, " {} [{}] |", cell.status.label(), notes.len());
+                        let _ = write!(out, " {} [{}] |", cell.label(), notes.len());
                     }
                 }
             }

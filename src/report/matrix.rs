@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::input::{describe_outcome, is_failure, RunFile, Status};
+use crate::harness::check::RestsOn;
 use crate::kernel::KernelFacts;
 
 /// One column: a run of the corpus against one backend.
@@ -21,6 +22,13 @@ pub struct Column {
     pub kernel: Option<KernelFacts>,
     /// Cases per status.
     pub counts: BTreeMap<Status, usize>,
+    /// Passes by another mechanism (counted as passes too).
+    pub mechanism_differs: usize,
+    /// Isolation cases that ran (not skipped, no error), and how many of
+    /// them rest on the driver's word alone.
+    pub isolation_run: usize,
+    /// Of those, resting on the driver's word alone.
+    pub isolation_driver_word: usize,
     /// The run file.
     pub source: String,
 }
@@ -38,9 +46,29 @@ pub struct Cell {
     pub outcome: Option<String>,
     /// Wall time of the case.
     pub duration_us: u64,
+    /// A pass whose properties all held while mechanisms differed: those
+    /// checks, `check: observed`.
+    pub mechanism_differs: Vec<String>,
+    /// The verdict rests on the driver's word alone (no check of the
+    /// harness's own observed anything).
+    pub driver_word: bool,
 }
 
 impl Cell {
+    /// `PASS*` for a pass by another mechanism, else the status's label.
+    pub fn label(&self) -> &'static str {
+        if self.differs() {
+            "PASS*"
+        } else {
+            self.status.label()
+        }
+    }
+
+    /// A pass by another mechanism.
+    pub fn differs(&self) -> bool {
+        self.status == Status::Pass && !self.mechanism_differs.is_empty()
+    }
+
     /// What there is to say when looking closer, one part per line: the
     /// expectation file's reason (for a listed case), the harness's reason,
     /// the outcome.
@@ -56,6 +84,9 @@ impl Cell {
         }
         if let Some(o) = &self.outcome {
             parts.push(format!("outcome: {o}"));
+        }
+        if self.driver_word && self.status != Status::Skip {
+            parts.push("rests on the driver's word alone".into());
         }
         parts
     }
@@ -119,6 +150,13 @@ impl Matrix {
                 for c in &r.cases {
                     *counts.entry(c.status).or_insert(0) += 1;
                 }
+                let ran: Vec<_> = r
+                    .cases
+                    .iter()
+                    .filter(|c| {
+                        c.is_isolation() && !matches!(c.status, Status::Skip | Status::Error)
+                    })
+                    .collect();
                 let label = if label_uses[r.driver.name.as_str()] > 1 {
                     let file = r
                         .path
@@ -136,6 +174,12 @@ impl Matrix {
                     capabilities: r.driver.capabilities.clone(),
                     kernel: r.kernel.clone(),
                     counts,
+                    mechanism_differs: r.cases.iter().filter(|c| c.differs()).count(),
+                    isolation_run: ran.len(),
+                    isolation_driver_word: ran
+                        .iter()
+                        .filter(|c| c.rests_on == Some(RestsOn::Driver))
+                        .count(),
                     source: r.path.display().to_string(),
                 }
             })
@@ -165,6 +209,12 @@ impl Matrix {
                             expected_failure: c.expected_failure.clone(),
                             outcome: c.outcome.as_ref().map(describe_outcome),
                             duration_us: c.duration_us,
+                            mechanism_differs: c
+                                .mechanism_differs
+                                .iter()
+                                .map(|f| f.fingerprint())
+                                .collect(),
+                            driver_word: c.rests_on == Some(RestsOn::Driver),
                         })
                     })
                     .collect();
@@ -230,8 +280,38 @@ mod tests {
         assert!(m.rows[1].differs());
         assert!(!m.rows[0].differs());
         assert_eq!(m.columns[0].counts[&Status::Fail], 1);
+        assert!(!m.rows[0].cells[0].as_ref().unwrap().differs());
         let areas: Vec<&str> = m.areas().iter().map(|(a, _)| *a).collect();
         assert_eq!(areas, ["fs", "net"]);
+    }
+
+    #[test]
+    fn a_pass_by_another_mechanism_and_the_evidence_are_shown() {
+        let a = run(
+            "a",
+            "a.json",
+            r#"{"id":"net.x","status":"pass","tags":["isolation"],"rests_on":"observed",
+                "reason":"mechanism differs (probe.errno: ECONNREFUSED)",
+                "mechanism_differs":[{"check":"probe.errno","kind":"mechanism","observed":"ECONNREFUSED","message":"m"}]},
+               {"id":"fs.y","status":"pass","tags":["isolation"],"rests_on":"driver"}"#,
+        );
+        let m = Matrix::build(&[a]);
+        let x = m.rows[0].cells[0].as_ref().unwrap();
+        assert!(x.differs());
+        assert_eq!(x.label(), "PASS*");
+        assert_eq!(x.mechanism_differs, ["probe.errno: ECONNREFUSED"]);
+        let y = m.rows[1].cells[0].as_ref().unwrap();
+        assert_eq!(y.label(), "PASS");
+        assert!(y.detail().contains("driver's word"));
+        let c = &m.columns[0];
+        assert_eq!(
+            (
+                c.mechanism_differs,
+                c.isolation_run,
+                c.isolation_driver_word
+            ),
+            (1, 2, 1)
+        );
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub fn render(m: &Matrix) -> String {
     for row in &m.rows {
         let _ = write!(out, "{:id_w$}", row.id);
         for (cell, w) in row.cells.iter().zip(&col_w) {
-            let s = cell.as_ref().map(|c| c.status.label()).unwrap_or("-");
+            let s = cell.as_ref().map(|c| c.label()).unwrap_or("-");
             let _ = write!(out, "  {s:w$}");
         }
         out.push('\n');
@@ -42,7 +42,7 @@ pub fn render(m: &Matrix) -> String {
             .collect();
         let _ = writeln!(
             out,
-            "{}: {} {} — {}",
+            "{}: {} {} — {}{}; isolation cases on the driver's word alone: {} of {}",
             c.label,
             c.backend,
             c.version,
@@ -50,14 +50,21 @@ pub fn render(m: &Matrix) -> String {
                 "no cases".to_string()
             } else {
                 counts.join(", ")
-            }
+            },
+            if c.mechanism_differs > 0 {
+                format!(" (PASS*: {} by another mechanism)", c.mechanism_differs)
+            } else {
+                String::new()
+            },
+            c.isolation_driver_word,
+            c.isolation_run
         );
     }
     let mut header = false;
     for row in &m.rows {
         for (cell, column) in row.cells.iter().zip(&m.columns) {
             let Some(cell) = cell else { continue };
-            if cell.status == Status::Pass {
+            if cell.status == Status::Pass && !cell.differs() {
                 continue;
             }
             let detail = cell.detail();

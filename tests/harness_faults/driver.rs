@@ -28,6 +28,11 @@
 //! - `bad-version`: claim protocol 99 in its first launch;
 //! - `bad-capability`: claim an unknown capability in its first launch.
 //!
+//! On every case:
+//!
+//! - `liar`: run the command unsandboxed, then forge the answer the case
+//!   expects (see `liar.rs`).
+//!
 //! On `ping` (every other mode answers `pong`):
 //!
 //! - `ping-error`: answer with an `error` message, "ping is not supported";
@@ -79,6 +84,7 @@ enum Mode {
     ExitHoldingStdout,
     DuplicateKey,
     StderrFlood,
+    Liar,
 }
 
 /// Each mode and its name on the command line.
@@ -97,6 +103,7 @@ const MODES: &[(&str, Mode)] = &[
     ("exit-holding-stdout", Mode::ExitHoldingStdout),
     ("duplicate-key", Mode::DuplicateKey),
     ("stderr-flood", Mode::StderrFlood),
+    ("liar", Mode::Liar),
 ];
 
 /// What `stderr-flood` writes.
@@ -247,17 +254,24 @@ fn hello(mode: Mode, state: &Path) {
     } else {
         PROTOCOL_VERSION
     };
-    let capabilities = [
-        Capability::FsRead,
-        Capability::FsWrite,
-        Capability::FsExec,
-        Capability::Timeout,
-        Capability::Env,
-        Capability::Cwd,
-        Capability::Stdin,
-    ]
-    .into_iter()
-    .collect();
+    // The liar claims everything, as `none` does: every case runs.
+    let capabilities = if mode == Mode::Liar {
+        let mut all = sandspec::driver::reference::all_capabilities();
+        all.retain(|c| !sandspec::driver::protocol::IN_PROCESS_ONLY.contains(c));
+        all
+    } else {
+        [
+            Capability::FsRead,
+            Capability::FsWrite,
+            Capability::FsExec,
+            Capability::Timeout,
+            Capability::Env,
+            Capability::Cwd,
+            Capability::Stdin,
+        ]
+        .into_iter()
+        .collect()
+    };
     let hello = FromDriver::Hello {
         protocol,
         driver: DriverInfo {
@@ -354,10 +368,28 @@ fn run(mode: Mode, state: &Path, seq: u64, case: &str, policy: &Policy, command:
                 });
                 return;
             }
-            Mode::BadVersion | Mode::BadCapability | Mode::PingError | Mode::PingSilent => {}
+            Mode::BadVersion
+            | Mode::BadCapability
+            | Mode::PingError
+            | Mode::PingSilent
+            | Mode::Liar => {}
         }
     }
     match execute(seq, case, policy, command) {
+        Ok(output) if mode == Mode::Liar => {
+            static CORPUS: std::sync::OnceLock<Result<super::liar::Corpus, String>> =
+                std::sync::OnceLock::new();
+            match CORPUS.get_or_init(|| super::liar::Corpus::load(state)) {
+                Ok(corpus) => {
+                    let output = super::liar::answer(corpus, state, case, policy, output);
+                    send(&FromDriver::Result { seq, output })
+                }
+                Err(message) => send(&FromDriver::Error {
+                    seq,
+                    message: message.clone(),
+                }),
+            }
+        }
         Ok(output) => send(&FromDriver::Result { seq, output }),
         Err(message) => send(&FromDriver::Error { seq, message }),
     }

@@ -4,9 +4,14 @@ The weak backend: a plain subprocess with rlimits, a timeout and checks on
 the text of the command. It is driven through its public API
 (``run_command(argv, limits, env, working_dir)`` for commands,
 ``execute(code, language)`` for scripts, or ``execute_file`` with
-``--scripts execute_file``) and claims what that API offers, so the corpus
-shows which of those promises hold. What the wrapper does with it was read
-from praisonai_sandbox/subprocess.py:
+``--scripts execute_file``). It passes on every policy field the API can
+express, but claims only what the wrapper enforces (PROTOCOL.md: a claim is
+a promise the harness holds the backend to, and a leak the harness sees
+fails whatever an expectation file says): not fs.read, fs.write or
+net.deny, whose checks are on the text of the command or do nothing, and
+not timeout, which kills only the process group (a setsid grandchild lives
+on). Their cases are skipped with that reason. What the wrapper does was
+read from praisonai_sandbox/subprocess.py:
 
   read, write, exec  SecurityPolicy.allowed_paths: only argv words that look
               like paths are compared with it; the process itself can open
@@ -41,14 +46,10 @@ import sandspec_driver as sd  # noqa: E402
 import praisonai_common as pc  # noqa: E402
 
 CAPABILITIES = [
-    "fs.read",
-    "fs.write",
-    "net.deny",
     "net.allow",
     "limits.memory",
     "limits.open_files",
     "limits.output_bytes",
-    "timeout",
     "script",
     "env",
     "cwd",

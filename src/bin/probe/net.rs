@@ -170,6 +170,67 @@ pub fn raw_socket() -> Report {
     Report::ok("raw-socket", None)
 }
 
+/// `raw-socket HOST:PORT`: a UDP datagram ("sandspec") built by hand and
+/// sent through socket(AF_INET, SOCK_RAW, IPPROTO_UDP), so that whether
+/// it arrives is for the harness's UDP oracle to see; value = bytes sent.
+pub fn raw_udp_send(addr: SocketAddr) -> Report {
+    const OP: &str = "raw-socket";
+    let SocketAddr::V4(v4) = addr else {
+        return Report::failed(
+            OP,
+            Some(libc::EAFNOSUPPORT),
+            "an IPv4 address is needed".into(),
+        );
+    };
+    // SAFETY: socket(2) takes no pointers; the result is checked.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_INET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::IPPROTO_UDP,
+        )
+    };
+    if fd < 0 {
+        return Report::os_error(OP, &io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just created and is owned here; dropping closes it.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // UDP header (source port 9, the destination, length; checksum 0: none,
+    // which IPv4 allows), then the payload. The kernel adds the IP header.
+    let payload = b"sandspec";
+    let len = (8 + payload.len()) as u16;
+    let mut datagram = Vec::with_capacity(len as usize);
+    datagram.extend_from_slice(&9u16.to_be_bytes());
+    datagram.extend_from_slice(&v4.port().to_be_bytes());
+    datagram.extend_from_slice(&len.to_be_bytes());
+    datagram.extend_from_slice(&0u16.to_be_bytes());
+    datagram.extend_from_slice(payload);
+    let sa = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(v4.ip().octets()),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: `datagram` and `sa` are valid for the lengths given, alive for
+    // the call; `fd` is open.
+    let n = unsafe {
+        libc::sendto(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            datagram.as_ptr().cast(),
+            datagram.len(),
+            0,
+            (&sa as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    if n < 0 {
+        return Report::os_error(OP, &io::Error::last_os_error());
+    }
+    Report::ok(OP, Some(n as i64))
+}
+
 /// `io-uring`: io_uring_setup(8, &params), called directly so that no
 /// library decides for us.
 pub fn io_uring() -> Report {

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::RunInfo;
+use crate::harness::check::{CheckFailure, Evidence, RestsOn};
+use crate::harness::expectations::Listed;
 use crate::harness::status::{CaseResult, Counts, Status};
 use crate::kernel::KernelFacts;
 use crate::oracle::tracker::{Survivor, Tracking};
@@ -82,6 +84,10 @@ pub struct CountsJson {
     pub xfail: usize,
     /// Unexpected passes.
     pub xpass: usize,
+    /// Passes whose properties all held while mechanisms differed
+    /// (counted in `pass` too).
+    #[serde(default)]
+    pub mechanism_differs: usize,
 }
 
 /// One case.
@@ -116,6 +122,26 @@ pub struct CaseJson {
     /// The case's upstream references (CVE ids, advisories, issue URLs).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refs: Vec<String>,
+    /// What the verdict rests on: `observed` (some check is the harness's
+    /// own observation of the host) or `driver` (only the driver's word).
+    pub rests_on: RestsOn,
+    /// The case's checks, by kind.
+    pub evidence: Evidence,
+    /// Property checks that observed nothing on this backend or host (a
+    /// read canary behind a read-only mount): the verdict did not rest on
+    /// them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unobserved: Vec<String>,
+    /// Every check that failed in the run that decided the verdict.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<CheckFailure>,
+    /// For a pass: the mechanism checks that differed while every
+    /// property held.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mechanism_differs: Vec<CheckFailure>,
+    /// The expectation file's entry, when the case is listed there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected: Option<Listed>,
 }
 
 /// Builds the report.
@@ -151,6 +177,7 @@ pub fn build(info: &RunInfo, results: &[CaseResult]) -> RunReport {
             skip: c.skip,
             xfail: c.xfail,
             xpass: c.xpass,
+            mechanism_differs: c.mechanism_differs,
         },
         survivor_tracking: Tracking::started().map(Tracking::describe),
         cases: results
@@ -172,6 +199,12 @@ pub fn build(info: &RunInfo, results: &[CaseResult]) -> RunReport {
                 survivors: r.survivors.clone(),
                 control_survivors: r.control_survivors.clone(),
                 refs: r.refs.clone(),
+                rests_on: r.rests_on(),
+                unobserved: r.unobserved.clone(),
+                evidence: r.evidence.clone(),
+                failures: r.failures.clone(),
+                mechanism_differs: r.mechanism_differs.clone(),
+                expected: r.expected.clone(),
             })
             .collect(),
     }

@@ -60,6 +60,21 @@ pub fn render(info: &RunInfo, results: &[CaseResult]) -> Result<String, String> 
                 "known failure (expected: {}): {reason}",
                 r.expected_failure.clone().unwrap_or_default()
             ));
+        } else if r.status == Status::Pass && !r.mechanism_differs.is_empty() {
+            tc.set_system_out(reason.clone());
+        }
+        tc.add_property(Property::new("rests_on", r.rests_on().as_str()));
+        for f in &r.failures {
+            tc.add_property(Property::new(
+                "failed",
+                format!("{}: {}", f.check, f.observed),
+            ));
+        }
+        for f in &r.mechanism_differs {
+            tc.add_property(Property::new(
+                "mechanism_differs",
+                format!("{}: {}", f.check, f.observed),
+            ));
         }
         suite.add_test_case(tc);
     }

@@ -44,7 +44,8 @@ impl Live {
             Some(bar) => {
                 bar.inc(1);
                 bar.set_message(r.id.clone());
-                if r.status != Status::Pass {
+                // A pass by another mechanism is printed too: visible.
+                if r.status != Status::Pass || !r.mechanism_differs.is_empty() {
                     bar.println(line(r, self.color));
                 }
             }

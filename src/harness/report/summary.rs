@@ -33,7 +33,30 @@ pub fn render(info: &RunInfo, results: &[CaseResult], color: bool) -> String {
     }
     let _ = writeln!(s, "  {:<6} {:>5}", "status", "cases");
     for st in Status::ALL {
-        let _ = writeln!(s, "  {:<6} {:>5}", st.as_str(), c.get(st));
+        let _ = write!(s, "  {:<6} {:>5}", st.as_str(), c.get(st));
+        if st == Status::Pass && c.mechanism_differs > 0 {
+            let _ = write!(
+                s,
+                "  ({} by another mechanism: every property held)",
+                c.mechanism_differs
+            );
+        }
+        s.push('\n');
+    }
+    let _ = writeln!(s, "{}", evidence_line(results));
+    let differs: Vec<&CaseResult> = results
+        .iter()
+        .filter(|r| r.status == Status::Pass && !r.mechanism_differs.is_empty())
+        .collect();
+    if !differs.is_empty() {
+        let _ = writeln!(s, "\npassed by another mechanism:");
+        for r in differs {
+            let _ = write!(s, "  {} {}", paint(r.status, color), r.id);
+            if let Some(why) = &r.reason {
+                let _ = write!(s, ": {why}");
+            }
+            s.push('\n');
+        }
     }
     let others: Vec<&CaseResult> = results
         .iter()
@@ -87,4 +110,20 @@ pub fn render(info: &RunInfo, results: &[CaseResult], color: bool) -> String {
         );
     }
     s
+}
+
+/// How many isolation cases that ran rest on the harness's own
+/// observation, and how many on the driver's word alone.
+pub fn evidence_line(results: &[CaseResult]) -> String {
+    let ran: Vec<&CaseResult> = results
+        .iter()
+        .filter(|r| r.is_isolation() && !matches!(r.status, Status::Skip | Status::Error))
+        .collect();
+    let word = ran.iter().filter(|r| r.evidence.driver_word_only()).count();
+    format!(
+        "evidence: of {} isolation cases run, {} rest on the harness's own observation, \
+         {word} on the driver's word alone",
+        ran.len(),
+        ran.len() - word
+    )
 }
