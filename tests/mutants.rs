@@ -45,8 +45,8 @@ const HINTS: &[(&str, &[&str])] = &[
     ("seccomp-namespaces", &["ns.", "unshare", "namespace"]),
     ("seccomp-memfd-exec", &["memfd"]),
     ("seccomp-signals", &["signal", "kill"]),
-    ("seccomp-rlimit-lock", &["cannot-raise"]),
-    ("privileges", &["ns.mount", "mount", "cap"]),
+    ("seccomp-metadata", &["fs.metadata", "metadata"]),
+    ("privileges", &["ns.mount", "mount", "cap", "cannot-raise"]),
     (
         "rlimits",
         &["limits.open-files", "limits.memory", "limits.cpu"],

@@ -36,6 +36,7 @@ fn run_cancellable(
             stdio: Stdio::Capture,
             cancel: Some(c),
             grace: std::time::Duration::ZERO,
+            stdin_fd: None,
         },
     );
     *active.lock().unwrap_or_else(|p| p.into_inner()) = None;

@@ -303,6 +303,7 @@ pub fn exec(args: SandboxArgs) -> i32 {
             },
             cancel: Some(canceller),
             grace: INTERRUPT_GRACE,
+            stdin_fd: None,
         },
     );
     if args.json {

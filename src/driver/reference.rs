@@ -83,11 +83,10 @@ pub fn all_capabilities() -> BTreeSet<Capability> {
 
 /// The reference sandbox's handshake.
 pub fn hello() -> Hello {
-    let mut capabilities = all_capabilities();
-    // The sandbox's API takes no terminal for the command (its stdio is
-    // pipes, or the caller's own fds 0-2), so a harness pty cannot be
-    // handed over in process.
-    capabilities.remove(&Capability::Terminal);
+    // A harness pty becomes the command's stdin (`RunOptions::stdin_fd`);
+    // the command still starts a session of its own, so the terminal is
+    // never its controlling one.
+    let capabilities = all_capabilities();
     Hello {
         name: BACKEND_NAME.into(),
         version: env!("CARGO_PKG_VERSION").into(),
@@ -197,12 +196,7 @@ impl Driver for ReferenceDriver {
         attach: &super::Attach<'_>,
         watchdog: Duration,
     ) -> Result<RunOutput, DriverError> {
-        if attach.terminal.is_some() {
-            return Err(DriverError::Reported {
-                driver: "reference".into(),
-                message: "the in-process reference sandbox cannot take a terminal".into(),
-            });
-        }
+        let stdin_fd = attach.terminal.map(|t| std::os::fd::AsRawFd::as_raw_fd(&t));
         let mut cleared = Vec::new();
         for &fd in attach.fds {
             // SAFETY: fcntl on a descriptor the harness holds open for the
@@ -220,13 +214,13 @@ impl Driver for ReferenceDriver {
             }
             cleared.push(fd);
         }
-        let r = self.run_named(req, watchdog, attach.spawner);
+        let r = self.run_named(req, watchdog, attach.spawner, stdin_fd);
         restore(&cleared);
         r
     }
 
     fn run(&mut self, req: &RunRequest, watchdog: Duration) -> Result<RunOutput, DriverError> {
-        self.run_named(req, watchdog, None)
+        self.run_named(req, watchdog, None, None)
     }
 }
 
@@ -239,6 +233,7 @@ impl ReferenceDriver {
         req: &RunRequest,
         watchdog: Duration,
         spawner: Option<&std::sync::atomic::AtomicI32>,
+        stdin_fd: Option<i32>,
     ) -> Result<RunOutput, DriverError> {
         // The sandbox enforces the policy's timeout itself; the watchdog
         // guards against the sandbox hanging, and an interrupt stops the
@@ -259,6 +254,8 @@ impl ReferenceDriver {
             stdio: Stdio::Capture,
             cancel: Some(canceller.clone()),
             grace: Duration::ZERO,
+            // Open until this call returns: the run is waited for first.
+            stdin_fd,
         };
         let done = tx.clone();
         let (tid_tx, tid_rx) = mpsc::channel();
@@ -428,15 +425,6 @@ mod tests {
         );
         assert!(cloexec(fd), "the fd stayed inheritable after the call");
         assert_ne!(spawner.load(Ordering::Acquire), 0);
-        // A terminal cannot be handed over in process.
-        let tty = std::fs::File::open("/dev/null").unwrap();
-        let attach = super::super::Attach {
-            terminal: Some(std::os::fd::AsFd::as_fd(&tty)),
-            ..Default::default()
-        };
-        assert!(ReferenceDriver::new()
-            .run_attached(&req, &attach, Duration::from_secs(10))
-            .is_err());
-        assert!(!hello().capabilities.contains(&Capability::Terminal));
+        assert!(hello().capabilities.contains(&Capability::Terminal));
     }
 }

@@ -83,6 +83,13 @@ pub struct RunOptions {
     pub cancel: Option<Canceller>,
     /// After a cancel signal, how long the tree has before SIGKILL.
     pub grace: Duration,
+    /// With [`Stdio::Capture`]: this fd (e.g. a terminal) is the command's
+    /// stdin instead of a pipe of [`Command::stdin`]; it must stay open
+    /// until the run returns. A terminal given here becomes the controlling
+    /// terminal of the supervisor's session, as a shell's terminal is for
+    /// the programs it starts; the command starts a session of its own, so
+    /// it is never the command's (no TIOCSTI into it).
+    pub stdin_fd: Option<i32>,
 }
 
 impl Default for RunOptions {
@@ -91,6 +98,7 @@ impl Default for RunOptions {
             stdio: Stdio::Capture,
             cancel: None,
             grace: DEFAULT_GRACE,
+            stdin_fd: None,
         }
     }
 }
@@ -215,7 +223,9 @@ impl Sandbox {
                 memfd_exec: !off(Mutant::SeccompMemfdExec),
                 metadata: !off(Mutant::SeccompMetadata),
                 signals: !off(Mutant::SeccompSignals),
-                rlimits: !off(Mutant::SeccompRlimitLock),
+                // Redundant with the capability drop (raising a hard limit
+                // needs CAP_SYS_RESOURCE): one mechanism for the mutants.
+                rlimits: !off(Mutant::Privileges),
             },
         })?;
         let caps = if off(Mutant::Privileges) {
@@ -397,7 +407,7 @@ impl Sandbox {
             )
         };
         let capture = stdio == Stdio::Capture;
-        let (stdin_r, stdin_w) = if capture {
+        let (stdin_r, stdin_w) = if capture && opts.stdin_fd.is_none() {
             let (r, w) = pipe().map_err(|e| spawn_err("stdin", e))?;
             (Some(r), (!command.stdin.is_empty()).then_some(w))
         } else {
@@ -447,7 +457,11 @@ impl Sandbox {
             |fd: &Option<OwnedFd>, inherited: i32| fd.as_ref().map_or(inherited, |f| f.as_raw_fd());
         let plan = ChildPlan {
             parent_pid: std::process::id() as libc::pid_t,
-            stdin: if capture { raw(&stdin_r, -1) } else { 0 },
+            stdin: match (capture, opts.stdin_fd) {
+                (true, Some(fd)) => fd,
+                (true, None) => raw(&stdin_r, -1),
+                (false, _) => 0,
+            },
             stdout: if capture { raw(&stdout_w, -1) } else { 1 },
             stderr: if capture { raw(&stderr_w, -1) } else { 2 },
             script: raw(&script_r, -1),
@@ -459,6 +473,11 @@ impl Sandbox {
             caps: self.caps,
             on: self.on,
             cancel: opts.cancel.as_ref().map_or(-1, Canceller::read_fd),
+            // SAFETY: isatty takes an int.
+            ctty: capture
+                && opts
+                    .stdin_fd
+                    .is_some_and(|fd| unsafe { libc::isatty(fd) } == 1),
             grace: libc::timespec {
                 tv_sec: opts.grace.as_secs().min(i32::MAX as u64) as _,
                 tv_nsec: opts.grace.subsec_nanos() as libc::c_long,

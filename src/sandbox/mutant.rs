@@ -45,9 +45,8 @@ pub enum Mutant {
     SeccompMetadata,
     /// seccomp: the signal fallback below Landlock ABI 6 off.
     SeccompSignals,
-    /// seccomp: root may raise its rlimits.
-    SeccompRlimitLock,
-    /// Capabilities kept, and the machine-administration syscalls allowed.
+    /// Capabilities kept, and the seccomp rules that guard the same
+    /// promises allowed (machine administration; root raising rlimits).
     Privileges,
     /// No rlimits (memory, open files, CPU).
     Rlimits,
@@ -84,7 +83,6 @@ impl Mutant {
             SeccompMemfdExec,
             SeccompMetadata,
             SeccompSignals,
-            SeccompRlimitLock,
             Privileges,
             Rlimits,
             ProcessLimit,
@@ -113,7 +111,6 @@ impl Mutant {
             SeccompMemfdExec => "seccomp-memfd-exec",
             SeccompMetadata => "seccomp-metadata",
             SeccompSignals => "seccomp-signals",
-            SeccompRlimitLock => "seccomp-rlimit-lock",
             Privileges => "privileges",
             Rlimits => "rlimits",
             ProcessLimit => "process-limit",
@@ -144,7 +141,7 @@ impl Mutant {
                 "Landlock has no scopes below ABI {}; this kernel has ABI {abi}",
                 super::landlock::ABI_SCOPE
             )),
-            Mutant::SeccompRlimitLock | Mutant::Privileges if euid != 0 => Some(
+            Mutant::Privileges if euid != 0 => Some(
                 "only root holds capabilities and can raise a hard rlimit; this run is not root"
                     .into(),
             ),

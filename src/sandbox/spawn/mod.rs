@@ -207,6 +207,10 @@ pub struct ChildPlan<'a> {
     pub timeout: Option<libc::timespec>,
     /// Read end of the cancel pipe, or -1.
     pub cancel: i32,
+    /// stdin is a terminal: S makes it the controlling terminal of a
+    /// session of its own, as the shell a command is started from has one
+    /// (the command's own new session then has none).
+    pub ctty: bool,
     /// How long the tree has after a cancel signal before SIGKILL.
     pub grace: libc::timespec,
     /// Capabilities to drop before exec; `None`: nothing to drop.

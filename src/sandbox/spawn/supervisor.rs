@@ -83,6 +83,16 @@ fn supervisor(plan: &ChildPlan<'_>, shared: &Shared) -> ! {
     if let Err(e) = place_fds(plan) {
         report_failure(shared, Stage::Supervisor, e);
     }
+    if plan.ctty {
+        // SAFETY: setsid and ioctl(TIOCSCTTY) take integers only.
+        let r = unsafe {
+            check(sys!(libc::SYS_setsid))
+                .and_then(|_| check(sys!(libc::SYS_ioctl, 0, libc::TIOCSCTTY, 0)))
+        };
+        if let Err(e) = r {
+            report_failure(shared, Stage::Supervisor, e);
+        }
+    }
     let deadline = plan.timeout.map(|t| (now(), t));
     let args = CommandArgs {
         plan,
