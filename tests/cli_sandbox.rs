@@ -229,21 +229,27 @@ fn flooding_far_past_the_cap_keeps_sandspec_small() {
     // 256 MiB: 256 times the cap and 4 times the RSS bound below, so a
     // sandspec that kept what it drains could not pass. (1 GiB proves no
     // more and costs seconds under TCG in the kernel matrix.)
-    let mut c = sandbox_cmd(&["--max-output", "1M"], &[&probe_s(), "flood", "256M"]);
-    c.stdout(std::process::Stdio::null());
-    c.stderr(std::process::Stdio::piped());
-    // Reaped below with wait4, which std's Child cannot do (it has no rusage).
-    #[allow(clippy::zombie_processes)]
-    let child = c.spawn().unwrap();
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: a zeroed rusage is a valid out-parameter.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: wait4 on our own child with live out-parameters.
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
-    assert_eq!(r, pid);
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
-    let max_rss_kib = ru.ru_maxrss; // KiB on Linux
+    // Started through the probe's `exec` (a small process): a child forked
+    // straight from this test binary would start with its resident pages
+    // and report them as its own peak.
+    let mut c = Proc::new(probe());
+    c.arg("exec").arg(sandspec()).arg("sandbox");
+    let p = base_policy();
+    for r in &p.read {
+        c.arg("--read").arg(r);
+    }
+    for e in &p.exec {
+        c.arg("--exec").arg(e);
+    }
+    c.args(["--max-output", "1M", "--"])
+        .args([probe_s().as_str(), "flood", "256M"]);
+    let out = c.output().unwrap();
+    // The command's capped output comes first, without a newline.
+    let text = String::from_utf8_lossy(&out.stdout);
+    let at = text.rfind("{\"op\"").expect("the probe's report");
+    let r = probe_json(text[at..].as_bytes());
+    assert_eq!(r["value"], 0, "sandspec failed: {r}");
+    let max_rss_kib = r["maxrss_kib"].as_i64().expect("maxrss_kib");
     assert!(
         max_rss_kib < 64 * 1024,
         "sandspec peaked at {max_rss_kib} KiB RSS while capturing a 256 MiB flood"

@@ -196,17 +196,38 @@ pub fn fork_exec_wait(op: &str, exec: impl FnOnce()) -> Report {
     }
     drop(wr);
     let exec_errno = read_i32(&rd);
-    let status = match wait(pid) {
+    let (status, maxrss) = match wait_rusage(pid) {
         Ok(s) => s,
         Err(e) => return Report::os_error(op, &e),
     };
-    match exec_errno {
+    let report = match exec_errno {
         Ok(Some(errno)) => Report::os_error(op, &io::Error::from_raw_os_error(errno)),
         Err(e) => Report::os_error(op, &e),
         Ok(None) if libc::WIFSIGNALED(status) => {
             Report::ok(op, None).with("signal", Value::from(libc::WTERMSIG(status)))
         }
         Ok(None) => Report::ok(op, Some(i64::from(libc::WEXITSTATUS(status)))),
+    };
+    report.with("maxrss_kib", Value::from(maxrss))
+}
+
+/// Waits for `pid`; its wait status and peak resident set (KiB). Forked
+/// from the small probe, the child's peak is its own: a child forked from
+/// a large process (a test binary) starts with that process's pages.
+fn wait_rusage(pid: libc::pid_t) -> io::Result<(libc::c_int, i64)> {
+    let mut status = 0;
+    loop {
+        // SAFETY: a zeroed rusage is a valid out-parameter.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: live out-pointers.
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+        if r == pid {
+            return Ok((status, ru.ru_maxrss as i64));
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
     }
 }
 
