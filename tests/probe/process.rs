@@ -128,10 +128,9 @@ fn kill_parent_checks_by_default_and_signals_when_asked() {
 
 #[test]
 fn kill_parent_group_signals_the_parents_group() {
-    let (c, v) = run(&["kill-parent-group"]);
-    assert_ok(c, &v, "kill-parent-group");
-    assert!(v["target"].as_i64().expect("a pid") < 0, "a group");
-
+    // The parent is given a group of its own: a test runner started by a
+    // bare init (the kernel matrix's guest) has process group 0, which
+    // names no group to signal.
     let mut sibling = StdCommand::new("sh")
         .args([
             "-c",

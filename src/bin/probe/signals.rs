@@ -86,15 +86,22 @@ pub fn kill_parent(sig: i32, group: bool) -> Report {
     };
     // SAFETY: getppid/getpgid take no pointers.
     let ppid = unsafe { libc::getppid() };
-    let target = if group {
-        // SAFETY: as above.
-        match unsafe { libc::getpgid(ppid) } {
-            pg if pg > 0 => -pg,
-            _ => return Report::os_error(op, &io::Error::last_os_error()),
-        }
-    } else {
-        ppid
-    };
+    let target =
+        if group {
+            // SAFETY: as above.
+            match unsafe { libc::getpgid(ppid) } {
+                pg if pg > 0 => -pg,
+                0 => return Report::failed(
+                    op,
+                    None,
+                    "the parent is in process group 0 (started by a bare init): no group to signal"
+                        .into(),
+                ),
+                _ => return Report::os_error(op, &io::Error::last_os_error()),
+            }
+        } else {
+            ppid
+        };
     let report = match kill(target, sig) {
         Ok(()) => Report::ok(op, None),
         Err(e) => Report::os_error(op, &e),
