@@ -996,6 +996,51 @@ mod tests {
     }
 
     #[test]
+    fn objects_left_inbound_connections_and_changed_modes_are_leaks() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("f");
+        std::fs::write(&f, "x").unwrap();
+        std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+        let e = expect(&format!(
+            "host: {{objects_left: 0, mode: {{'{}': '0600'}}}}\noracles: {{inbound: {{connected: 0}}}}",
+            f.display()
+        ));
+        let obs = Observations {
+            inbound: Some(crate::oracle::inbound::InboundReport {
+                connected: 1,
+                tried: vec!["127.0.0.1:4000: connected".into()],
+            }),
+            ..Observations::default()
+        };
+        let out = output(Outcome::Exited { code: 0 }, "", "");
+        let left: Result<Vec<Object>, String> = Ok(vec![Object::Shm(5)]);
+        let ev = evaluate(
+            &e,
+            &Observation {
+                output: &out,
+                oracles: &obs,
+                probe: None,
+                survivors: &[],
+                objects_left: Some(&left),
+                isolation: true,
+            },
+        );
+        let got: Vec<(String, bool)> = ev
+            .failures
+            .iter()
+            .map(|f| (f.fingerprint(), f.leak))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("oracle.inbound.connected: >0".to_string(), true),
+                ("host.mode: 0644".to_string(), true),
+                ("host.objects_left: >0".to_string(), true),
+            ]
+        );
+    }
+
+    #[test]
     fn no_survivors_needs_reported_pids_and_fails_on_live_ones() {
         let e = expect("no_survivors: true");
         let obs = Observations::default();

@@ -165,7 +165,8 @@ pub fn caught(baseline: &[CaseResult], mutated: &[CaseResult]) -> Vec<(String, S
 
 impl Harness {
     /// Runs `cases` against `baseline`, then against every applicable
-    /// mutant (`jobs` cases at a time), and says which cases caught which.
+    /// mutant (`jobs` cases at a time), and says which cases caught which:
+    /// a catch counts when the case, run again alone, still does not pass.
     /// `progress` hears of each mutant as it is done.
     pub fn mutation_score(
         &self,
@@ -191,7 +192,24 @@ impl Harness {
                 Some(_) => Vec::new(),
                 None => {
                     let mutated = self.run_all(cases, m.factory.as_ref(), jobs, None, &mut |_| {});
+                    // A catch must hold with the case run alone: cases run
+                    // side by side can see each other's leftovers.
                     caught(&base, &mutated)
+                        .into_iter()
+                        .filter(|(id, _)| {
+                            let Some(lc) = cases.iter().find(|c| &c.case.id == id) else {
+                                return false;
+                            };
+                            let alone = self.run_all(
+                                std::slice::from_ref(lc),
+                                m.factory.as_ref(),
+                                1,
+                                None,
+                                &mut |_| {},
+                            );
+                            alone[0].status != Status::Pass
+                        })
+                        .collect()
                 }
             };
             let o = MutantOutcome {
