@@ -240,3 +240,52 @@ fn yaml_tags_are_rejected_in_expectation_files_too() {
             "none.yaml:3:19: YAML tag \"!!binary\" is not allowed",
         ));
 }
+
+/// The ELF reader behind `exec` lists and exec-failure messages reads only
+/// the headers, never blocks on a FIFO, and survives crafted headers.
+#[test]
+fn the_elf_interpreter_reader_survives_crafted_files_and_fifos() {
+    use sandspec::sandbox::elf_interpreter;
+    let tmp = tempfile::tempdir().unwrap();
+    let fifo = tmp.path().join("fifo");
+    mkfifo(&fifo);
+    assert_eq!(elf_interpreter(&fifo), None);
+    let mut eh = vec![0u8; 64];
+    eh[..5].copy_from_slice(b"\x7fELF\x02");
+    let crafted = |phoff: u64, phentsize: u16, phnum: u16| {
+        let mut h = eh.clone();
+        h[0x20..0x28].copy_from_slice(&phoff.to_le_bytes());
+        h[0x36..0x38].copy_from_slice(&phentsize.to_le_bytes());
+        h[0x38..0x3a].copy_from_slice(&phnum.to_le_bytes());
+        h
+    };
+    for (i, bytes) in [
+        crafted(u64::MAX, 56, 1),
+        crafted(64, 0xffff, 0xffff),
+        crafted(64, 56, 3),
+        eh[..10].to_vec(),
+        {
+            // A PT_INTERP at an absurd offset and size.
+            let mut h = crafted(64, 56, 1);
+            let mut ph = vec![0u8; 56];
+            ph[..4].copy_from_slice(&3u32.to_le_bytes());
+            ph[8..16].copy_from_slice(&(u64::MAX - 1).to_le_bytes());
+            ph[32..40].copy_from_slice(&u64::MAX.to_le_bytes());
+            h.extend(ph);
+            h
+        },
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let f = tmp.path().join(format!("elf{i}"));
+        fs::write(&f, bytes).unwrap();
+        assert_eq!(elf_interpreter(&f), None, "crafted file {i}");
+    }
+    // A real one agrees with the kernel's view (`/proc/self/exe` is this
+    // test; static in the kernel-matrix guest, dynamic here).
+    let me = std::fs::read_link("/proc/self/exe").unwrap();
+    if let Some(interp) = elf_interpreter(&me) {
+        assert!(interp.is_absolute() && interp.exists(), "{interp:?}");
+    }
+}

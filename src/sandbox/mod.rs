@@ -639,11 +639,10 @@ fn exec_failure(path: &Path, errno: i32, os: &std::io::Error) -> String {
         std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
     };
     // The program the kernel opens too: an ELF's loader, a script's `#!`.
-    // Only a regular file is opened (a FIFO would block), and only one of
-    // a sane size (the ELF reader reads it whole).
+    // Only a regular file is opened (a FIFO would block).
     let interpreter = std::fs::metadata(path)
         .ok()
-        .filter(|m| m.is_file() && m.len() <= 256 << 20)
+        .filter(|m| m.is_file())
         .and_then(|_| elf_interpreter(path).or_else(|| shebang(path)));
     match errno {
         libc::ENOENT => match &interpreter {
@@ -745,27 +744,41 @@ pub fn run(policy: &Policy, command: &Command) -> RunOutput {
 /// policy must grant `exec` on it for the executable to start under
 /// Landlock (the kernel opens the loader for execution too).
 pub fn elf_interpreter(path: &Path) -> Option<PathBuf> {
-    let data = std::fs::read(path).ok()?;
-    if data.len() < 64 || &data[..4] != b"\x7fELF" || data[4] != 2 {
+    use std::os::unix::fs::FileExt;
+    // Only the headers are read (a debug build's probe is 80+ MiB), with
+    // checked arithmetic (the file may be anyone's), from a regular file
+    // only (a FIFO would block).
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    if !f.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut eh = [0u8; 64];
+    f.read_exact_at(&mut eh, 0).ok()?;
+    if &eh[..4] != b"\x7fELF" || eh[4] != 2 {
         return None; // not a 64-bit ELF
     }
-    let u16_at = |o: usize| u16::from_le_bytes([data[o], data[o + 1]]) as usize;
-    let u64_at = |o: usize| {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(data.get(o..o + 8)?);
-        Some(u64::from_le_bytes(b) as usize)
-    };
-    let phoff = u64_at(0x20)?;
-    let phentsize = u16_at(0x36);
-    let phnum = u16_at(0x38);
-    for i in 0..phnum {
-        let ph = phoff + i * phentsize;
-        let p_type = u32::from_le_bytes(data.get(ph..ph + 4)?.try_into().ok()?);
-        if p_type == 3 {
-            // PT_INTERP
-            let off = u64_at(ph + 8)?;
-            let size = u64_at(ph + 32)?;
-            let raw = data.get(off..off + size)?;
+    let u16_at = |b: &[u8], o: usize| Some(u16::from_le_bytes(b.get(o..o + 2)?.try_into().ok()?));
+    let u64_at = |b: &[u8], o: usize| Some(u64::from_le_bytes(b.get(o..o + 8)?.try_into().ok()?));
+    let phoff = u64_at(&eh, 0x20)?;
+    let phentsize = usize::from(u16_at(&eh, 0x36)?);
+    let phnum = usize::from(u16_at(&eh, 0x38)?);
+    if phentsize < 56 {
+        return None;
+    }
+    let mut ph = vec![0u8; phentsize.checked_mul(phnum)?];
+    f.read_exact_at(&mut ph, phoff).ok()?;
+    for entry in ph.chunks_exact(phentsize) {
+        if u32::from_le_bytes(entry.get(..4)?.try_into().ok()?) == 3 {
+            // PT_INTERP: a path, at most PATH_MAX bytes.
+            let off = u64_at(entry, 8)?;
+            let size = usize::try_from(u64_at(entry, 32)?).ok()?.min(4096);
+            let mut raw = vec![0u8; size];
+            f.read_exact_at(&mut raw, off).ok()?;
             let s = raw.split(|b| *b == 0).next()?;
             return Some(PathBuf::from(String::from_utf8_lossy(s).into_owned()));
         }
