@@ -78,7 +78,7 @@ pub fn prepare(limits: &Limits, euid: u32) -> Result<Prepared, SetupError> {
         push(Rlimit {
             resource: libc::RLIMIT_CPU,
             soft: s,
-            hard: s + 1,
+            hard: s.saturating_add(1),
         });
     }
     if let Some(n) = limits.processes {
