@@ -12,6 +12,9 @@
 //! case that passes unmutated was tried. `sandspec mutants` runs the whole
 //! corpus against every mutant and prints the full table (README.md).
 //!
+//! Trials run one at a time (a survivor of one run seen in a concurrent
+//! run could otherwise fake a catch).
+//!
 //! (libtest-mimic: one trial per mutant; a mutant that cannot change
 //! anything on this host, and every mutant on a kernel without Landlock,
 //! is reported as ignored with the reason.)
@@ -154,7 +157,10 @@ fn catch(name: &str) -> Result<(), Failed> {
 }
 
 fn main() {
-    let args = Arguments::from_args();
+    let mut args = Arguments::from_args();
+    // One mutant at a time: a process one run leaves behind must never be
+    // seen in another's, or a mutant could look caught when it is not.
+    args.test_threads = Some(1);
     let landlock = sandspec::kernel::landlock();
     let abi = landlock.abi();
     let euid = nix::unistd::geteuid().as_raw();
