@@ -396,18 +396,16 @@ fn fork_many_forks_and_reaps_all() {
     assert_eq!(v["value"], 3);
 }
 
-#[test]
-fn fork_many_stops_at_the_process_limit() {
-    let mut cmd = probe_std();
-    cmd.args(["fork-many", "3"]);
+/// Before exec, `cmd` gets RLIMIT_NPROC = `root_limit` as a fresh uid
+/// (`uid_base` + pid: root ignores RLIMIT_NPROC, and the uid must have no
+/// other tasks), or 1 as a non-root user (already at its limit).
+fn limit_processes(cmd: &mut StdCommand, root_limit: libc::rlim_t, uid_base: u32) {
     // SAFETY: only async-signal-safe calls (setrlimit, setgroups, setgid,
     // setuid) between fork and exec.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             let is_root = libc::geteuid() == 0;
-            // Root ignores RLIMIT_NPROC: become an otherwise unused uid
-            // with a limit of 2 (itself plus one fork).
-            let limit = if is_root { 2 } else { 1 };
+            let limit = if is_root { root_limit } else { 1 };
             let rl = libc::rlimit {
                 rlim_cur: limit,
                 rlim_max: limit,
@@ -416,7 +414,7 @@ fn fork_many_stops_at_the_process_limit() {
                 return Err(std::io::Error::last_os_error());
             }
             if is_root {
-                let uid = 3_000_000 + (libc::getpid() as u32 % 100_000);
+                let uid = uid_base + (libc::getpid() as u32 % 100_000);
                 if libc::setgroups(0, std::ptr::null()) != 0
                     || libc::setgid(uid) != 0
                     || libc::setuid(uid) != 0
@@ -427,6 +425,15 @@ fn fork_many_stops_at_the_process_limit() {
             Ok(())
         });
     }
+}
+
+#[test]
+fn fork_many_stops_at_the_process_limit() {
+    let mut cmd = probe_std();
+    cmd.args(["fork-many", "3"]);
+    // Root ignores RLIMIT_NPROC: an otherwise unused uid with a limit of 2
+    // (itself plus one fork).
+    limit_processes(&mut cmd, 2, 3_000_000);
     let out = cmd.output().expect("run the probe");
     let v = line(&out.stdout);
     assert_fails(code(&out), &v, "fork-many", "EAGAIN");

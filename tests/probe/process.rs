@@ -352,30 +352,7 @@ fn threads_start_and_stop_at_the_process_limit() {
     // probe becomes an otherwise unused uid with a limit of 3 tasks.
     let mut cmd = super::probe_std();
     cmd.args(["threads", "10"]);
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            let is_root = libc::geteuid() == 0;
-            let limit = if is_root { 3 } else { 1 };
-            let rl = libc::rlimit {
-                rlim_cur: limit,
-                rlim_max: limit,
-            };
-            if libc::setrlimit(libc::RLIMIT_NPROC, &rl) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            if is_root {
-                let uid = 3_100_000 + (libc::getpid() as u32 % 100_000);
-                if libc::setgroups(0, std::ptr::null()) != 0
-                    || libc::setgid(uid) != 0
-                    || libc::setuid(uid) != 0
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
+    super::limit_processes(&mut cmd, 3, 3_100_000);
     let out = cmd.output().expect("run the probe");
     let v = line(&out.stdout);
     assert_fails(code(&out), &v, "threads", "EAGAIN");
