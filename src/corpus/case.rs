@@ -157,6 +157,11 @@ pub struct Requires {
     /// is unmet too.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub sysctl: BTreeMap<String, String>,
+    /// `true`: the filesystem that holds scratch directories (the
+    /// harness's `TMPDIR`) takes `user.*` extended attributes (tmpfs
+    /// before Linux 6.6 and ramfs do not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_xattr: Option<bool>,
 }
 
 /// Closed capability vocabulary, claimed by drivers in `hello`.

@@ -253,7 +253,14 @@ unsafe fn command_main(
             fail();
         }
         for (i, &fd) in plan.stdio.iter().enumerate() {
-            if libc::dup2(fd, i as i32) < 0 {
+            // dup2 onto itself is a no-op that keeps close-on-exec: a
+            // harness started with fd 0-2 closed may hold a pipe there.
+            let ok = if fd == i as i32 {
+                libc::fcntl(fd, libc::F_SETFD, 0) >= 0
+            } else {
+                libc::dup2(fd, i as i32) >= 0
+            };
+            if !ok {
                 fail();
             }
         }

@@ -1,5 +1,6 @@
 //! Requirements on host facts beyond Landlock and the user: the machine's
-//! architecture and sysctl values (`requires.arch`, `requires.sysctl`).
+//! architecture, sysctl values and user extended attributes on the scratch
+//! filesystem (`requires.arch`, `requires.sysctl`, `requires.user_xattr`).
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -41,6 +42,44 @@ pub fn read_sysctl(name: &str) -> Result<String, String> {
         })
 }
 
+/// Whether the filesystem of `dir` takes a `user.*` extended attribute on
+/// a regular file: `Err` says why not (tmpfs before Linux 6.6 and ramfs
+/// answer EOPNOTSUPP).
+pub fn user_xattr_in(dir: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::ffi::OsStrExt;
+    let f = tempfile::Builder::new()
+        .prefix(".sandspec-xattr-")
+        .tempfile_in(dir)
+        .map_err(|e| format!("failed to create a file in {}: {e}", dir.display()))?;
+    let path = std::ffi::CString::new(f.path().as_os_str().as_bytes())
+        .map_err(|_| "a NUL in the temporary directory's path".to_string())?;
+    // SAFETY: valid C strings and a one-byte value of the length given.
+    let r = unsafe {
+        libc::setxattr(
+            path.as_ptr(),
+            c"user.sandspec".as_ptr(),
+            b"x".as_ptr().cast(),
+            1,
+            0,
+        )
+    };
+    if r == 0 {
+        return Ok(());
+    }
+    Err(format!(
+        "needs user extended attributes on the scratch filesystem ({}): {}",
+        dir.display(),
+        std::io::Error::last_os_error()
+    ))
+}
+
+/// [`user_xattr_in`] the harness's temporary directory, where scratch
+/// directories go; probed once.
+pub fn user_xattr() -> &'static Result<(), String> {
+    static X: OnceLock<Result<(), String>> = OnceLock::new();
+    X.get_or_init(|| user_xattr_in(&std::env::temp_dir()))
+}
+
 /// Every sysctl in `want` whose value differs (or cannot be read), with
 /// what it is instead; `read` looks a value up.
 pub fn sysctl_unmet(
@@ -68,6 +107,20 @@ mod tests {
         let why = arch_unmet(&a(&["aarch64"]), "x86_64").unwrap();
         assert!(why.contains("aarch64") && why.contains("x86_64"), "{why}");
         assert!(!machine().is_empty());
+    }
+
+    #[test]
+    fn user_xattr_is_probed_on_a_real_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        // Either answer is possible on a test machine; an error says why.
+        if let Err(why) = user_xattr_in(tmp.path()) {
+            assert!(why.contains("extended attributes"), "{why}");
+        }
+        let gone = tmp.path().join("no-such-dir");
+        let why = user_xattr_in(&gone).unwrap_err();
+        assert!(why.contains("failed to create a file in"), "{why}");
+        // The probe file is removed.
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
     }
 
     #[test]

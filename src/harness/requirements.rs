@@ -98,6 +98,11 @@ pub fn check(req: &Requires, hello: &Hello, host: &HostFacts) -> Result<(), Stri
         &req.sysctl,
         host_requires::read_sysctl,
     ));
+    if req.user_xattr == Some(true) {
+        if let Err(why) = host_requires::user_xattr() {
+            unmet.push(why.clone());
+        }
+    }
     if unmet.is_empty() {
         Ok(())
     } else {
@@ -174,6 +179,7 @@ mod tests {
             backend_requires_landlock: None,
             arch: vec!["aarch64".into()],
             sysctl: [("kernel.sandspec_missing".to_string(), "1".to_string())].into(),
+            user_xattr: None,
         };
         let h = hello(&[Capability::NetDeny], None);
         let why = check(&req, &h, &host(LandlockSupport::Abi(7), 0)).unwrap_err();
@@ -197,12 +203,27 @@ mod tests {
             backend_requires_landlock: None,
             arch: vec!["x86_64".into(), "aarch64".into()],
             sysctl: [("kernel.ostype".to_string(), "Linux".to_string())].into(),
+            user_xattr: None,
         };
         let h = hello(&[Capability::FsRead], Some(1));
         assert_eq!(
             check(&req, &h, &host(LandlockSupport::Abi(3), 1000)),
             Ok(())
         );
+    }
+
+    #[test]
+    fn user_xattr_follows_the_probe_of_the_scratch_filesystem() {
+        let req = Requires {
+            user_xattr: Some(true),
+            ..Default::default()
+        };
+        let h = hello(&[], None);
+        let got = check(&req, &h, &host(LandlockSupport::Abi(3), 1000));
+        match super::host_requires::user_xattr() {
+            Ok(()) => assert_eq!(got, Ok(())),
+            Err(why) => assert_eq!(got, Err(why.clone())),
+        }
     }
 
     fn requiring(landlock_abi: Option<&str>, backend_requires_landlock: bool) -> Requires {

@@ -767,10 +767,14 @@ pub fn elf_interpreter(path: &Path) -> Option<PathBuf> {
     let phoff = u64_at(&eh, 0x20)?;
     let phentsize = usize::from(u16_at(&eh, 0x36)?);
     let phnum = usize::from(u16_at(&eh, 0x38)?);
-    if phentsize < 56 {
+    // As the kernel's ELF loader (load_elf_phdrs): entries of exactly the
+    // 64-bit size, a table of at most 64 KiB; anything else it refuses to
+    // run, and a crafted header must not make this allocate gigabytes.
+    let table = phentsize.checked_mul(phnum)?;
+    if phentsize != 56 || table == 0 || table > 65536 {
         return None;
     }
-    let mut ph = vec![0u8; phentsize.checked_mul(phnum)?];
+    let mut ph = vec![0u8; table];
     f.read_exact_at(&mut ph, phoff).ok()?;
     for entry in ph.chunks_exact(phentsize) {
         if u32::from_le_bytes(entry.get(..4)?.try_into().ok()?) == 3 {

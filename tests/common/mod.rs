@@ -166,6 +166,20 @@ pub fn alive(pid: i64) -> bool {
     state != "Z" && state != "X"
 }
 
+/// `d` stretched by SANDSPEC_TIME_SCALE (a whole number, default 1): the
+/// kernel matrix sets it, because under QEMU's TCG everything runs several
+/// times slower. Only for bounds a test waits with, never for a figure it
+/// asserts.
+#[allow(dead_code)]
+pub fn time_scaled(d: std::time::Duration) -> std::time::Duration {
+    let k: u32 = std::env::var("SANDSPEC_TIME_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|k| *k >= 1)
+        .unwrap_or(1);
+    d * k
+}
+
 /// True when running as root.
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.

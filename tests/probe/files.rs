@@ -168,9 +168,11 @@ fn setxattr_sets_a_user_attribute() {
             0,
         )
     };
+    // Read now: running the probe below sets errno again.
+    let own_err = std::io::Error::last_os_error();
     let (c, v) = run(&["setxattr", s(&f), "user.sandspec", "marked"]);
     if r != 0 {
-        let errno = super::errno_name(std::io::Error::last_os_error());
+        let errno = super::errno_name(own_err);
         assert_fails(c, &v, "setxattr", &errno);
         return;
     }
@@ -244,10 +246,18 @@ fn with_fd5(file: std::fs::File, args: &[&str]) -> (i32, serde_json::Value) {
     let raw = fd.as_raw_fd();
     let mut cmd = super::probe_std();
     cmd.args(args);
-    // SAFETY: dup2 is async-signal-safe; fd 5 is not close-on-exec.
+    // SAFETY: dup2 and fcntl are async-signal-safe. dup2 leaves fd 5 not
+    // close-on-exec, except when the file already is fd 5 (few fds open, as
+    // in the kernel matrix's guest): dup2 is then a no-op, so the flag is
+    // cleared by hand.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::dup2(raw, 5) < 0 {
+            let ok = if raw == 5 {
+                libc::fcntl(5, libc::F_SETFD, 0) >= 0
+            } else {
+                libc::dup2(raw, 5) >= 0
+            };
+            if !ok {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())

@@ -167,13 +167,20 @@ pub fn rename_daemon(name: &str, hold: Duration) -> Report {
     const OP: &str = "rename-daemon";
     let comm = std::ffi::CString::new(name).unwrap_or_default();
     let result = double_fork(OP, |w| {
-        // SAFETY: closing our copy of the pipe, which this daemon never uses.
-        unsafe { libc::close(w) };
         // SAFETY: PR_SET_NAME reads a NUL-terminated string (truncated by
         // the kernel to 15 bytes).
         unsafe { libc::prctl(libc::PR_SET_NAME, comm.as_ptr(), 0, 0, 0) };
         overwrite_argv(name);
+        // Renamed: closing the pipe tells the probe, which reports only
+        // then, so no observer can see the daemon under its old name.
+        // SAFETY: closing our copy of the pipe, which this daemon never uses.
+        unsafe { libc::close(w) };
         sys::sleep_fully(DAEMON_LIFETIME_SECS);
+    });
+    // EOF once the daemon has renamed itself.
+    let result = result.map(|(pids, rd)| {
+        let _ = sys::read_i32(&rd);
+        (pids, rd)
     });
     match result {
         Ok((pids, _)) => Report::ok(OP, None)

@@ -146,9 +146,12 @@ pub fn link_proc(src: &CString, dst: &CString) -> Report {
 
 /// `rename SRC DST [exchange|noreplace]`: renameat2(2) with the flag.
 pub fn rename(src: &CString, dst: &CString, flags: libc::c_uint) -> Report {
-    // SAFETY: valid C strings; AT_FDCWD for both directories.
+    // The raw syscall: the musl that Rust's static target bundles has no
+    // renameat2() wrapper, and the kernel matrix runs this probe built there.
+    // SAFETY: valid C strings; AT_FDCWD for both directories; integer flags.
     let ret = unsafe {
-        libc::renameat2(
+        libc::syscall(
+            libc::SYS_renameat2,
             libc::AT_FDCWD,
             src.as_ptr(),
             libc::AT_FDCWD,
@@ -156,7 +159,7 @@ pub fn rename(src: &CString, dst: &CString, flags: libc::c_uint) -> Report {
             flags,
         )
     };
-    status("rename", ret)
+    status("rename", ret as libc::c_int)
 }
 
 /// `symlink TARGET LINK`: symlink(2).

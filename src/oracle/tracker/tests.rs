@@ -46,6 +46,16 @@ fn an_orphan_that_exec_d_another_program_and_renamed_itself_is_found_and_killed(
     // the shell's argv is left), orphaned when the shell exits.
     let pid = leave_behind("(exec sleep 30) >/dev/null 2>&1 & echo $!");
     assert!(alive(pid));
+    // The shell may exit before its background child has exec'd (slow
+    // machines, TCG in the kernel matrix): the case is an exec'd orphan.
+    let t0 = std::time::Instant::now();
+    while procs::stat(pid).is_some_and(|p| p.comm != "sleep") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "{pid} never exec'd sleep"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let sweep = run.finish(Duration::from_millis(100));
     let s = sweep
         .survivors
