@@ -46,13 +46,18 @@ impl RunDir {
         let dir = tempfile::Builder::new()
             .prefix(RUN_PREFIX)
             .tempdir_in(tmp)?;
-        let lock = File::create(dir.path().join(LOCK))?;
+        // Locked before it gets the name a sweep looks for: another
+        // harness sweeping now must not find it unlocked (it would take
+        // the lock and remove the directory under this run).
+        let fresh = dir.path().join(".lock-new");
+        let lock = File::create(&fresh)?;
         if !try_lock(&lock) {
             return Err(std::io::Error::other(format!(
                 "failed to lock the run directory {}",
                 crate::escape::path(dir.path())
             )));
         }
+        std::fs::rename(&fresh, dir.path().join(LOCK))?;
         let path = dir.path().to_path_buf();
         let dir = if keep {
             File::create(path.join(KEEP))?;
@@ -188,6 +193,27 @@ mod tests {
         drop((a, b));
         drop(run);
         assert!(!p.exists());
+    }
+
+    #[test]
+    fn concurrent_harnesses_never_sweep_each_others_fresh_directories() {
+        // Each creation sweeps first: a directory another thread has just
+        // made must never look stale to it (seen in the kernel matrix as
+        // "failed to lock the run directory").
+        let tmp = tempfile::tempdir().unwrap();
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..100 {
+                        let run = RunDir::create_in(tmp.path(), false)
+                            .unwrap_or_else(|e| panic!("{e}"));
+                        let made = run.make("c").unwrap_or_else(|e| panic!("{e}"));
+                        assert!(made.path().exists());
+                    }
+                });
+            }
+        });
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
     }
 
     #[test]
