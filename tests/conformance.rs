@@ -14,6 +14,9 @@
 //!   where it must pass: under `none` the case itself fails before its
 //!   control is reached, and a backend that skips the case (say, one
 //!   without a terminal to give) never runs it either.
+//! - `kernel_limit::<id>`: on a kernel where the reference has a written
+//!   kernel limit for the case (`KERNEL_LIMITS`), the reference must fail
+//!   it with exactly that leak instead (never counted as a pass).
 //! - `landlock_abi_matches_expectation`: with SANDSPEC_EXPECT_LANDLOCK_ABI=N
 //!   (or `none`), the probed ABI must be that, so a CI row cannot quietly
 //!   turn into skips on the wrong kernel. Ignored when the variable is unset.
@@ -54,7 +57,57 @@ fn reason(r: &sandspec::harness::CaseResult) -> String {
     r.reason.clone().unwrap_or_default()
 }
 
+/// Promises the reference cannot keep on some kernels, each written down
+/// in docs/threat-model.md with its kernel reason: (case id, the highest
+/// Landlock ABI the limit holds on, the reason). On such a kernel the case
+/// is not a `case::` trial (it would have to pass) but a `kernel_limit::`
+/// one, which checks that the reference fails it *with the leak* the
+/// document describes: a limit that no longer holds (fixed in the
+/// reference, or a different failure) fails the test, so the table cannot
+/// go stale quietly. Anywhere else the case must pass as usual.
+const KERNEL_LIMITS: &[(&str, u32, &str)] = &[(
+    "escape.signal.victim-unscoped",
+    5,
+    "no signal scoping before Landlock ABI 6: the seccomp fallback guards the \
+     supervisor and the caller, not every process of the uid \
+     (docs/threat-model.md, \"The process tree\")",
+)];
+
+/// The kernel limit of `id` on this kernel, if one holds here.
+fn kernel_limit(id: &str) -> Option<&'static str> {
+    let LandlockSupport::Abi(abi) = kernel::landlock() else {
+        return None;
+    };
+    KERNEL_LIMITS
+        .iter()
+        .find(|(case, up_to, _)| *case == id && abi <= *up_to)
+        .map(|(_, _, why)| *why)
+}
+
+fn kernel_limit_trial(case: Arc<LoadedCase>, why: &'static str) -> Trial {
+    Trial::test(format!("kernel_limit::{}", case.case.id), move || {
+        let r = run(&case, &reference());
+        let leaked = r.status == Status::Fail && r.failures.iter().any(|f| f.leak);
+        if leaked {
+            eprintln!("{}: fails with a leak, as documented: {why}", case.case.id);
+            Ok(())
+        } else {
+            Err(Failed::from(format!(
+                "{} is listed as a kernel limit on this kernel ({why}), so the reference \
+                 must fail it with a leak; it ended {}: {} (update KERNEL_LIMITS in \
+                 tests/conformance.rs and docs/threat-model.md)",
+                case.case.id,
+                r.status.label(),
+                reason(&r)
+            )))
+        }
+    })
+}
+
 fn case_trial(case: Arc<LoadedCase>) -> Trial {
+    if let Some(why) = kernel_limit(&case.case.id) {
+        return kernel_limit_trial(case, why);
+    }
     Trial::ignorable_test(format!("case::{}", case.case.id), move || {
         let r = run(&case, &reference());
         match r.status {

@@ -195,13 +195,18 @@ fn sandbox_cmd(marker: &Marker, as_nobody: bool) -> Proc {
 }
 
 /// The pid to signal: sandspec itself, below runuser when there is one.
+/// runuser may fork (util-linux) or exec all the way down (the kernel
+/// matrix's stand-in, through busybox su): the first process at or below
+/// the child whose executable is sandspec, once it has exec'd (a shell on
+/// the way would take the signal instead).
 fn sandspec_pid(child: &Child, as_nobody: bool) -> u32 {
     if !as_nobody {
         return child.id();
     }
-    let mut found = None;
-    wait_until("sandspec under runuser", Duration::from_secs(20), || {
-        found = std::fs::read_dir(format!("/proc/{}/task", child.id()))
+    let me = std::fs::canonicalize(sandspec()).unwrap();
+    let is_sandspec = |p: u32| std::fs::read_link(format!("/proc/{p}/exe")).is_ok_and(|e| e == me);
+    let children = |p: u32| -> Vec<u32> {
+        std::fs::read_dir(format!("/proc/{p}/task"))
             .into_iter()
             .flatten()
             .flatten()
@@ -211,9 +216,28 @@ fn sandspec_pid(child: &Child, as_nobody: bool) -> u32 {
                     .filter_map(|p| p.parse::<u32>().ok())
                     .collect::<Vec<_>>()
             })
-            .next();
-        found.is_some()
-    });
+            .collect()
+    };
+    let mut found = None;
+    wait_until(
+        "sandspec under runuser",
+        time_scaled(Duration::from_secs(20)),
+        || {
+            let mut p = child.id();
+            // runuser, then at most su and a shell above sandspec
+            for _ in 0..4 {
+                if is_sandspec(p) {
+                    found = Some(p);
+                    return true;
+                }
+                match children(p).first() {
+                    Some(&c) => p = c,
+                    None => return false,
+                }
+            }
+            false
+        },
+    );
     found.unwrap()
 }
 

@@ -205,8 +205,8 @@ mod tests {
             for _ in 0..4 {
                 s.spawn(|| {
                     for _ in 0..100 {
-                        let run = RunDir::create_in(tmp.path(), false)
-                            .unwrap_or_else(|e| panic!("{e}"));
+                        let run =
+                            RunDir::create_in(tmp.path(), false).unwrap_or_else(|e| panic!("{e}"));
                         let made = run.make("c").unwrap_or_else(|e| panic!("{e}"));
                         assert!(made.path().exists());
                     }

@@ -367,6 +367,7 @@ impl RunTracker {
         let mut seen: BTreeMap<ProcKey, (String, BTreeSet<FoundBy>)> = BTreeMap::new();
         let mut dying: BTreeMap<ProcKey, (String, BTreeSet<FoundBy>)> = BTreeMap::new();
         let mut quiet = 0;
+        let mut quiet_since = Instant::now();
         for round in 0.. {
             // The argv scan reads the whole process table: first and every
             // tenth look only.
@@ -378,8 +379,21 @@ impl RunTracker {
             // One empty look may fall between a process's fork and its
             // child's first appearance: done after several in a row,
             // longer than a chain step in all.
-            quiet = if live.is_empty() { quiet + 1 } else { 0 };
-            if quiet >= QUIET_LOOKS || Instant::now() >= deadline {
+            if live.is_empty() {
+                if quiet == 0 {
+                    quiet_since = Instant::now();
+                }
+                quiet += 1;
+            } else {
+                quiet = 0;
+            }
+            // After a chase (something was found and killed), quiet must
+            // also last CHASE_QUIET: on a slow machine (TCG in the kernel
+            // matrix) a chain's fork takes far longer than its 10 ms step,
+            // and a link left mid-fork goes on into the next run.
+            let chased = !seen.is_empty() || !dying.is_empty();
+            let settled = quiet >= QUIET_LOOKS && (!chased || quiet_since.elapsed() >= CHASE_QUIET);
+            if settled || Instant::now() >= deadline {
                 break;
             }
             for (k, v) in live {
@@ -606,6 +620,10 @@ const SWEEP_LIMIT: Duration = Duration::from_secs(2);
 /// pause between looks: together longer than a fork chain's step (10 ms).
 const QUIET_LOOKS: u32 = 4;
 const LOOK_PAUSE: Duration = Duration::from_millis(3);
+
+/// How long nothing may be found after a run had survivors before its
+/// sweep ends (runs without survivors end after `QUIET_LOOKS`).
+const CHASE_QUIET: Duration = Duration::from_millis(150);
 
 /// SIGKILL, through a pidfd checked against the start time, so a reused
 /// pid is never signalled.

@@ -20,8 +20,9 @@
 //!   does not control, `sendto`/`sendmsg` with `MSG_FASTOPEN`, and
 //!   `listen()` unless port 0 (ephemeral ports) is in the bind list;
 //! - below Landlock ABI 6 (no signal scoping): signals to process groups,
-//!   to every process (-1), to the supervisor and to the caller; `tkill`,
-//!   `pidfd_send_signal`, and naming a signal owner (`F_SETOWN`…);
+//!   to every process (-1), to the supervisor and to the caller (by kill,
+//!   tkill, tgkill and the sigqueue calls); `pidfd_send_signal`, and
+//!   naming a signal owner (`F_SETOWN`…);
 //! - as root with resource limits: `setrlimit` and `prlimit64` writes.
 //!
 //! The architecture check is seccompiler's: a syscall made through another
@@ -149,9 +150,12 @@ fn err(what: &str, e: impl std::fmt::Display) -> SetupError {
 /// kill on a mismatch.
 const ARCH_CHECK_LEN: usize = 3;
 
-/// The signal syscalls whose first argument is the target process.
-const SIGNAL_SYSCALLS: [i64; 4] = [
+/// The signal syscalls whose first argument is the target process (or,
+/// for tkill, thread: a thread id that is a process's pid is its main
+/// thread).
+const SIGNAL_SYSCALLS: [i64; 5] = [
     libc::SYS_kill,
+    libc::SYS_tkill,
     libc::SYS_tgkill,
     libc::SYS_rt_sigqueueinfo,
     libc::SYS_rt_tgsigqueueinfo,
