@@ -14,17 +14,19 @@ use crate::driver::protocol::{self, DriverInfo, FromDriver, ToDriver, PROTOCOL_V
 use crate::driver::reference;
 use crate::harness::interrupt;
 use crate::policy::{Command, Policy, RunOutput};
-use crate::sandbox::{Canceller, RunOptions, Sandbox, Stdio};
+use crate::sandbox::{Canceller, LastBuilt, RunOptions, Stdio};
 
 /// Runs `command` under `policy` with a canceller published in `active`
 /// for the interrupt hook. A setup failure is the run's outcome, as
-/// [`crate::sandbox::run`] makes it.
+/// [`crate::sandbox::run`] makes it. The sandbox of an equal policy is
+/// reused from the last request ([`LastBuilt`]).
 fn run_cancellable(
+    built: &mut LastBuilt,
     policy: &Policy,
     command: &Command,
     active: &Mutex<Option<Canceller>>,
 ) -> Result<RunOutput, String> {
-    let sandbox = match Sandbox::new(policy) {
+    let sandbox = match built.get(policy, None) {
         Ok(sb) => sb,
         Err(e) => return Ok(RunOutput::setup_error(e.kind, e.message)),
     };
@@ -70,6 +72,7 @@ pub fn exec(_args: DriverArgs) -> i32 {
             None => std::process::exit(interrupt::exit_code(sig)),
         }
     });
+    let mut built = LastBuilt::default();
     let stdin = std::io::stdin().lock();
     let mut stdout = std::io::stdout().lock();
     for line in stdin.split(b'\n') {
@@ -116,7 +119,7 @@ pub fn exec(_args: DriverArgs) -> i32 {
                 command,
                 ..
             }) => {
-                let reply = match run_cancellable(&policy, &command, &active) {
+                let reply = match run_cancellable(&mut built, &policy, &command, &active) {
                     Ok(output) => FromDriver::Result { seq, output },
                     Err(message) => FromDriver::Error { seq, message },
                 };

@@ -18,7 +18,7 @@ use crate::corpus::case::{Capability, SimulatedLandlock};
 use crate::harness::interrupt;
 use crate::policy::RunOutput;
 use crate::sandbox::Mutant;
-use crate::sandbox::{Canceller, RunOptions, Sandbox, Stdio};
+use crate::sandbox::{Canceller, LastBuilt, RunOptions, Stdio};
 
 /// The backend name the reference sandbox gives in its handshake, in
 /// process and behind the protocol alike.
@@ -130,6 +130,7 @@ impl DriverFactory for ReferenceFactory {
         match simulate {
             None => Ok(Box::new(ReferenceDriver {
                 mutant: self.mutant,
+                built: LastBuilt::default(),
             })),
             Some(how) => {
                 let Some(exe) = &self.exe else {
@@ -156,9 +157,11 @@ fn restore(fds: &[i32]) {
 }
 
 /// The in-process reference sandbox.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Default)]
 pub struct ReferenceDriver {
     mutant: Option<Mutant>,
+    /// The sandbox of the last policy, reused while requests repeat it.
+    built: LastBuilt,
 }
 
 impl ReferenceDriver {
@@ -172,6 +175,7 @@ impl ReferenceDriver {
     pub fn with_mutant(mutant: Mutant) -> Self {
         ReferenceDriver {
             mutant: Some(mutant),
+            built: LastBuilt::default(),
         }
     }
 }
@@ -246,10 +250,13 @@ impl ReferenceDriver {
         };
         let canceller =
             Canceller::new().map_err(|e| err(format!("failed to make a canceller: {e}")))?;
+        // Built (or reused) here: a setup failure is the run's outcome.
+        let sandbox = match self.built.get(&req.policy, self.mutant) {
+            Ok(sb) => sb,
+            Err(e) => return Ok(RunOutput::setup_error(e.kind, e.message)),
+        };
         let (tx, rx) = mpsc::channel();
-        let policy = req.policy.clone();
         let command = req.command.clone();
-        let mutant = self.mutant;
         let opts = RunOptions {
             stdio: Stdio::Capture,
             cancel: Some(canceller.clone()),
@@ -263,14 +270,7 @@ impl ReferenceDriver {
             .name(format!("reference:{}", req.case))
             .spawn(move || {
                 let _ = tid_tx.send(super::gettid());
-                let sandbox = match mutant {
-                    None => Sandbox::new(&policy),
-                    Some(m) => Sandbox::new_mutant(&policy, m),
-                };
-                let out = match sandbox {
-                    Ok(sb) => sb.run_opts(&command, &opts),
-                    Err(e) => RunOutput::setup_error(e.kind, e.message),
-                };
+                let out = sandbox.run_opts(&command, &opts);
                 let _ = done.send(Msg::Done(out));
             })
             .map_err(|e| err(format!("failed to start a thread: {e}")))?;

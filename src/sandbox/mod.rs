@@ -43,6 +43,7 @@ mod capture;
 pub mod landlock;
 pub mod limits;
 mod mutant;
+mod reuse;
 pub mod seccomp;
 pub mod simulate;
 mod spawn;
@@ -50,6 +51,7 @@ mod spawn;
 pub use cancel::Canceller;
 #[doc(hidden)]
 pub use mutant::Mutant;
+pub use reuse::LastBuilt;
 
 use std::ffi::{c_char, CString, OsStr, OsString};
 use std::os::fd::{AsRawFd, OwnedFd};
