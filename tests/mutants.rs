@@ -59,7 +59,10 @@ const HINTS: &[(&str, &[&str])] = &[
     ("timeout", &["process.timeout"]),
     ("env-clear", &["process.env"]),
     ("output-cap", &["limits.output.capped", "limits.output"]),
-    ("new-session", &["tty", "terminal", "tiocsti", "session"]),
+    (
+        "new-session",
+        &["ctty", "tty", "terminal", "tiocsti", "session"],
+    ),
     ("close-fds", &["fd", "inherit"]),
 ];
 

@@ -90,13 +90,16 @@ pub fn dispatch(op: &str, a: &Args) -> Result<Option<Report>, String> {
 /// Forks a child that calls setsid() and forks `grandchild`, whose pid it
 /// sends back before exiting; the grandchild starts with its stdio
 /// closed. Returns [child, grandchild] once the child is reaped, or the
-/// failure as a report. The grandchild may send one more i32 (an errno)
-/// through `wr`, which stays open in it.
+/// failure as a report. The grandchild may send one i32 (an errno) through
+/// the fd it is given, which is the write end of a pipe of its own (the
+/// returned fd reads it): had it shared the child's, its errno could
+/// arrive before the child's pid and be taken for it.
 fn double_fork(
     op: &str,
     grandchild: impl FnOnce(i32),
 ) -> Result<(Vec<i32>, std::os::fd::OwnedFd), Box<Report>> {
     let (rd, wr) = sys::cloexec_pipe().map_err(|e| Box::new(Report::os_error(op, &e)))?;
+    let (gc_rd, gc_wr) = sys::cloexec_pipe().map_err(|e| Box::new(Report::os_error(op, &e)))?;
     // SAFETY: single-threaded; the child only calls setsid/fork/write/
     // _exit, the grandchild what `grandchild` does.
     let child = unsafe { libc::fork() };
@@ -108,26 +111,30 @@ fn double_fork(
     }
     if child == 0 {
         let w = wr.as_raw_fd();
+        let gc_w = gc_wr.as_raw_fd();
         // SAFETY: in the child: plain syscalls on fds this process owns.
         unsafe {
             libc::setsid();
             let gc = libc::fork();
             if gc == 0 {
+                libc::close(w);
                 for fd in 0..3 {
                     libc::close(fd);
                 }
-                grandchild(w);
+                grandchild(gc_w);
                 libc::_exit(0);
             }
+            libc::close(gc_w);
             sys::write_i32(w, if gc < 0 { -sys::errno() } else { gc });
             libc::_exit(0);
         }
     }
     drop(wr);
+    drop(gc_wr);
     let got = sys::read_i32(&rd);
     let _ = sys::wait(child);
     match got {
-        Ok(Some(gc)) if gc > 0 => Ok((vec![child, gc], rd)),
+        Ok(Some(gc)) if gc > 0 => Ok((vec![child, gc], gc_rd)),
         Ok(Some(neg)) => Err(Box::new(Report::os_error(
             op,
             &std::io::Error::from_raw_os_error(-neg),
