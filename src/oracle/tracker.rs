@@ -370,8 +370,11 @@ impl RunTracker {
         let mut quiet_since = Instant::now();
         for round in 0.. {
             // The argv scan reads the whole process table: first and every
-            // tenth look only.
-            let (live, gone) = self.find(end, round % 10 == 0);
+            // tenth look, and the look that would end the sweep (a chain
+            // seen only by its argv can be missed by one scan: its one live
+            // link changes pid while the table is read).
+            let full = round % 10 == 0 || quiet + 1 >= QUIET_LOOKS;
+            let (live, gone) = self.find(end, full);
             // Killed by another run's sweep, but this run's survivor too.
             for (k, v) in gone {
                 seen.entry(k).or_insert(v);
@@ -614,7 +617,7 @@ fn exits_by(key: ProcKey, deadline: Instant) -> bool {
 }
 
 /// How long a sweep goes on finding and killing a run's processes.
-const SWEEP_LIMIT: Duration = Duration::from_secs(2);
+const SWEEP_LIMIT: Duration = Duration::from_secs(5);
 
 /// Looks in a row that find nothing alive before a sweep ends, and the
 /// pause between looks: together longer than a fork chain's step (10 ms).
