@@ -220,7 +220,7 @@ fn harness_peak(mode: &str) -> (u64, String, Option<i32>) {
     )
 }
 
-/// A driver writing 256 MiB to stderr without a newline costs the harness
+/// A driver writing 96 MiB (three times the bound) to stderr without a newline costs the harness
 /// no more memory than a quiet driver does (it keeps a bounded tail). The
 /// bound is relative: an unoptimised harness alone is about 100 MiB.
 fn a_driver_flooding_stderr_without_line_breaks_costs_the_harness_no_memory() {
