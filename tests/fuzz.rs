@@ -21,7 +21,8 @@
 //! A failure saves its input and names the file; copy it to
 //! `tests/fuzz_regressions/<target>/` and it is replayed on every run.
 //! Before each input is checked it is written to
-//! `$CARGO_TARGET_TMPDIR/fuzz-<target>-current`, so an input that kills
+//! `$CARGO_TARGET_TMPDIR/fuzz-<target>-current` (the system's temporary
+//! directory where that does not exist), so an input that kills
 //! the process outright (a stack overflow aborts) is not lost either.
 
 use std::ffi::OsString;
@@ -129,10 +130,41 @@ fn regressions(target: &str) -> Vec<Vec<u8>> {
     files.iter().map(|p| std::fs::read(p).unwrap()).collect()
 }
 
-fn save(target: &str, name: &str, input: &[u8]) -> PathBuf {
-    let p = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("fuzz-{target}-{name}"));
-    std::fs::write(&p, input).unwrap();
-    p
+/// Where inputs are written: `$CARGO_TARGET_TMPDIR` when it exists (a
+/// `cargo test` run), else the system's temporary directory (a test binary
+/// copied elsewhere, as in the kernel matrix's guests).
+fn scratch() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    if dir.is_dir() {
+        dir.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
+}
+
+/// Saves a failing input; on failure to save, says why instead, so the
+/// failure being reported is never hidden behind this one.
+fn save(target: &str, name: &str, input: &[u8]) -> String {
+    let p = scratch().join(format!("fuzz-{target}-{name}"));
+    match std::fs::write(&p, input) {
+        Ok(()) => format!(
+            "input saved to {}; copy it to tests/fuzz_regressions/{target}/ to keep it as a regression",
+            p.display()
+        ),
+        Err(e) => format!("failed to save the input to {}: {e}", p.display()),
+    }
+}
+
+/// The input itself, escaped and cut, for a log that is all there is (CI).
+fn shown(input: &[u8]) -> String {
+    const MAX: usize = 2048;
+    let cut = &input[..input.len().min(MAX)];
+    let more = if input.len() > MAX {
+        format!(" ... ({} bytes in all)", input.len())
+    } else {
+        String::new()
+    };
+    format!("{}{more}", cut.escape_ascii())
 }
 
 /// Runs `check` on the regressions, then on mutants of `seeds` until the
@@ -146,7 +178,7 @@ fn fuzz(
 ) -> (u64, u64) {
     let b = budget();
     let mut rng = fastrand::Rng::with_seed(b.seed);
-    let current = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("fuzz-{target}-current"));
+    let current = scratch().join(format!("fuzz-{target}-current"));
     let run = |input: &[u8]| -> Result<bool, String> {
         let _ = std::fs::write(&current, input);
         match catch_unwind(AssertUnwindSafe(|| check(input))) {
@@ -161,12 +193,11 @@ fn fuzz(
         }
     };
     let fail = |what: &str, input: &[u8], why: String| -> ! {
-        let p = save(target, &format!("{:016x}", fastrand::u64(..)), input);
+        let saved = save(target, &format!("{:016x}", fastrand::u64(..)), input);
         panic!(
-            "{target}: {what} (seed {}): {why}\ninput saved to {}; copy it to \
-             tests/fuzz_regressions/{target}/ to keep it as a regression",
+            "{target}: {what} (seed {}): {why}\ninput: b\"{}\"\n{saved}",
             b.seed,
-            p.display()
+            shown(input)
         );
     };
     for r in regressions(target) {
