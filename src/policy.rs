@@ -319,11 +319,22 @@ impl FromStr for Timeout {
                 ))
             }
         };
-        scaled(n, mult, div)
+        let d = scaled(n, mult, div)
             .map(Duration::from_nanos)
             .filter(|d| *d <= MAX_TIMEOUT)
-            .map(Timeout)
-            .ok_or_else(|| format!("invalid duration {s:?}: out of range (at most 365 days)"))
+            .ok_or_else(|| format!("invalid duration {s:?}: out of range (at most 365 days)"))?;
+        Timeout::whole_ms(d).map_err(|e| format!("invalid duration {s:?}: {e}"))
+    }
+}
+
+impl Timeout {
+    /// A timeout is whole milliseconds: the protocol sends it as such, so a
+    /// finer one would reach the driver cut to another value.
+    fn whole_ms(d: Duration) -> Result<Timeout, String> {
+        if d.subsec_nanos() % 1_000_000 != 0 {
+            return Err("finer than a millisecond (timeouts are whole milliseconds)".into());
+        }
+        Ok(Timeout(d))
     }
 }
 
@@ -353,8 +364,16 @@ impl<'de> Deserialize<'de> for Timeout {
                 Duration::try_from_secs_f64(n)
                     .ok()
                     .filter(|d| *d <= MAX_TIMEOUT)
-                    .map(Timeout)
-                    .ok_or_else(|| format!("invalid duration {n}: out of range (0 to 365 days)"))
+                    .ok_or_else(|| format!("invalid duration {n}: out of range (0 to 365 days)"))?;
+                // Seconds as a float: 1.5 is 1500 ms exactly, 0.001 only
+                // nearly; whole milliseconds as Timeout::whole_ms wants.
+                let ms = (n * 1000.0).round();
+                if (n * 1000.0 - ms).abs() > 1e-6 {
+                    return Err(format!(
+                        "invalid duration {n}: finer than a millisecond (timeouts are whole milliseconds)"
+                    ));
+                }
+                Ok(Timeout(Duration::from_millis(ms as u64)))
             },
         )
     }
@@ -719,10 +738,6 @@ mod tests {
             assert!(bad.parse::<Timeout>().is_err(), "{bad}");
         }
         assert_eq!("31536000".parse::<Timeout>().unwrap().0, MAX_TIMEOUT);
-        assert_eq!(
-            "1.5ms".parse::<Timeout>().unwrap().0,
-            Duration::from_micros(1500)
-        );
         assert!(serde_json::from_str::<Timeout>("1e19").is_err());
         assert!(serde_json::from_str::<Timeout>("-1").is_err());
     }
@@ -740,6 +755,30 @@ mod tests {
         );
         assert!("soon".parse::<Timeout>().is_err());
         assert_eq!(Timeout(Duration::from_millis(1500)).to_string(), "1500ms");
+    }
+
+    #[test]
+    fn timeouts_are_whole_milliseconds_as_the_protocol_sends_them() {
+        // Found by the fuzzer: "0.51ms" went to the driver as "0ms", and
+        // "10000.5ms" as "10000ms".
+        for bad in ["1.5ms", "0.51ms", "10000.50ms", "1500us", "0.0001"] {
+            let e = bad.parse::<Timeout>().unwrap_err();
+            assert!(e.contains("whole milliseconds"), "{bad}: {e}");
+        }
+        assert!(serde_json::from_str::<Timeout>("0.0005").is_err());
+        assert_eq!(
+            serde_json::from_str::<Timeout>("0.001").unwrap().0,
+            Duration::from_millis(1)
+        );
+        assert_eq!(
+            "2000us".parse::<Timeout>().unwrap().0,
+            Duration::from_millis(2)
+        );
+        for t in ["1ms", "1.5s", "10000ms", "0.001", "2000us"] {
+            let t: Timeout = t.parse().unwrap();
+            let wire = serde_json::to_string(&t).unwrap();
+            assert_eq!(serde_json::from_str::<Timeout>(&wire).unwrap(), t, "{wire}");
+        }
     }
 
     #[test]

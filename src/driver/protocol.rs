@@ -234,8 +234,27 @@ pub fn strict_json(line: &[u8]) -> Result<Value, serde_json::Error> {
     serde_json::from_slice::<Strict>(line).map(|Strict(v)| v)
 }
 
-/// Parses one line from a driver; the error says what is wrong with it.
+/// Parses one line from a driver; the error says what is wrong with it, on
+/// one line (the driver's text it quotes may hold newlines and escapes).
 pub fn parse_reply(line: &[u8]) -> Result<Reply, String> {
+    parse_reply_lines(line).map_err(|e| {
+        if e.chars().any(char::is_control) {
+            e.chars()
+                .map(|c| {
+                    if c.is_control() {
+                        c.escape_default().to_string()
+                    } else {
+                        c.to_string()
+                    }
+                })
+                .collect()
+        } else {
+            e
+        }
+    })
+}
+
+fn parse_reply_lines(line: &[u8]) -> Result<Reply, String> {
     let v: Value = strict_json(line)
         .map_err(|e| format!("printed a line that is not JSON ({e}): {}", snippet(line)))?;
     let Value::Object(mut obj) = v else {
