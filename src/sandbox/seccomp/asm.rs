@@ -1,38 +1,30 @@
-//! A few hand-assembled BPF instructions that go in front of the program
-//! `seccompiler` builds, for what seccompiler cannot say: an errno other
-//! than the filter's one (`clone3` → `ENOSYS`), a range of syscall numbers
-//! (the x32 ABI), and constants patched per run (the supervisor's and the
-//! caller's pids, which exist only once the run starts).
+//! A small classic-BPF assembler: instructions with forward labels,
+//! resolved into relative jumps by [`Asm::finish`], and constants patched
+//! per run ([`Slot`]: the supervisor's and the caller's pids exist only
+//! once a run starts).
 //!
-//! seccompiler's program starts with its architecture check (load the arch,
-//! compare, kill on a mismatch) and then loads the syscall number itself;
-//! the prefix is inserted right after the architecture check, so it runs
-//! only for the native architecture and falls through into the body with
-//! nothing assumed about the accumulator. All jumps are forward and local
-//! to the prefix, so the body's own relative jumps stay valid.
+//! Conditional jumps reach at most 255 instructions ahead; a longer one is
+//! an error at [`Asm::finish`], never a silently wrong program. `ja`
+//! reaches anywhere ahead. Every jump goes forward (the kernel refuses
+//! backward jumps and loops).
 
-use seccompiler::sock_filter;
+use libc::sock_filter;
 
 // BPF opcodes (linux/bpf_common.h).
 /// BPF_LD | BPF_W | BPF_ABS.
-const BPF_LD_W_ABS: u16 = 0x20;
-const BPF_JMP_JA: u16 = 0x05;
-const BPF_JEQ_K: u16 = 0x05 | 0x10;
-const BPF_JGE_K: u16 = 0x05 | 0x30;
-const BPF_JSET_K: u16 = 0x05 | 0x40;
-const BPF_RET_K: u16 = 0x06;
-
-/// `struct seccomp_data` offsets: nr, then arch, ip, args[6] (u64 each).
-const OFF_NR: u32 = 0;
-const fn off_arg_low(i: u32) -> u32 {
-    // The low 32 bits of an argument, on a little-endian machine.
-    16 + 8 * i
-}
-
-const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
-
-/// The x32 ABI marks its syscall numbers with this bit.
-pub const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+pub const LD_W_ABS: u16 = 0x20;
+/// BPF_ALU | BPF_AND | BPF_K.
+pub const AND_K: u16 = 0x54;
+/// BPF_JMP | BPF_JA.
+pub const JA: u16 = 0x05;
+/// BPF_JMP | BPF_JEQ | BPF_K.
+pub const JEQ_K: u16 = 0x15;
+/// BPF_JMP | BPF_JGE | BPF_K.
+pub const JGE_K: u16 = 0x35;
+/// BPF_JMP | BPF_JSET | BPF_K.
+pub const JSET_K: u16 = 0x45;
+/// BPF_RET | BPF_K.
+pub const RET_K: u16 = 0x06;
 
 /// A constant of the program that is only known when a run starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,171 +45,148 @@ pub struct Slot {
 }
 
 /// Placeholder for a slot before it is patched: no pid is this large.
-const PLACEHOLDER: u32 = 0x7fff_fff0;
+pub const PLACEHOLDER: u32 = 0x7fff_fff0;
 
-#[derive(Clone, Copy)]
-enum Target {
+/// A place in the program, bound once with [`Asm::bind`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Label(usize);
+
+/// Where a jump goes.
+#[derive(Debug, Clone, Copy)]
+pub enum To {
+    /// The next instruction.
     Next,
-    Label(usize),
+    /// A label.
+    L(Label),
 }
 
 struct Insn {
     code: u16,
     k: u32,
-    jt: Target,
-    jf: Target,
+    jt: To,
+    jf: To,
     slot: Option<SlotKind>,
 }
 
-/// Builds the prefix. Labels are resolved by [`Prefix::finish`].
-pub struct Prefix {
-    code: Vec<Insn>,
-    labels: Vec<Option<usize>>,
-    eperm: usize,
-    enosys: usize,
-    end: usize,
+/// Why a program cannot be assembled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AsmError {
+    /// A conditional jump reaches further than 255 instructions: the same
+    /// program can be laid out with `ja`s instead.
+    TooFar(String),
+    /// A bug in the program's layout (an unbound label, a backward jump,
+    /// too many instructions).
+    Layout(String),
 }
 
-impl Prefix {
-    pub fn new() -> Prefix {
-        let mut p = Prefix {
-            code: Vec::new(),
-            labels: Vec::new(),
-            eperm: 0,
-            enosys: 0,
-            end: 0,
-        };
-        p.eperm = p.label();
-        p.enosys = p.label();
-        p.end = p.label();
-        p
+impl std::fmt::Display for AsmError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AsmError::TooFar(m) | AsmError::Layout(m) => f.write_str(m),
+        }
+    }
+}
+
+/// The program being assembled.
+#[derive(Default)]
+pub struct Asm {
+    code: Vec<Insn>,
+    labels: Vec<Option<usize>>,
+}
+
+impl Asm {
+    pub fn new() -> Asm {
+        Asm::default()
     }
 
-    fn label(&mut self) -> usize {
+    /// A new, unbound label.
+    pub fn label(&mut self) -> Label {
         self.labels.push(None);
-        self.labels.len() - 1
+        Label(self.labels.len() - 1)
     }
 
-    fn bind(&mut self, label: usize) {
-        self.labels[label] = Some(self.code.len());
+    /// Binds `l` to the next instruction.
+    pub fn bind(&mut self, l: Label) {
+        debug_assert!(self.labels[l.0].is_none(), "a label is bound once");
+        self.labels[l.0] = Some(self.code.len());
     }
 
-    fn push(&mut self, code: u16, k: u32, jt: Target, jf: Target) {
+    fn push(&mut self, code: u16, k: u32, jt: To, jf: To, slot: Option<SlotKind>) {
         self.code.push(Insn {
             code,
             k,
             jt,
             jf,
-            slot: None,
+            slot,
         });
     }
 
-    fn load_nr(&mut self) {
-        self.push(BPF_LD_W_ABS, OFF_NR, Target::Next, Target::Next);
+    /// `A = seccomp_data[off]` (32 bits).
+    pub fn load(&mut self, off: u32) {
+        self.push(LD_W_ABS, off, To::Next, To::Next, None);
     }
 
-    /// Any syscall number with the x32 bit fails with EPERM (the kernel
-    /// may have the x32 ABI on, and the body matches exact numbers only).
-    pub fn deny_x32(&mut self) {
-        self.load_nr();
-        let eperm = self.eperm;
-        self.push(
-            BPF_JGE_K,
-            X32_SYSCALL_BIT,
-            Target::Label(eperm),
-            Target::Next,
-        );
+    /// `A &= k`.
+    pub fn and(&mut self, k: u32) {
+        self.push(AND_K, k, To::Next, To::Next, None);
     }
 
-    /// `nr` fails with ENOSYS, as on a kernel without it (so that libc
-    /// falls back to an older call the body can inspect).
-    pub fn enosys(&mut self, nr: i64) {
-        self.load_nr();
-        let enosys = self.enosys;
-        self.push(BPF_JEQ_K, nr as u32, Target::Label(enosys), Target::Next);
+    /// A conditional jump (`JEQ_K`, `JGE_K` or `JSET_K`).
+    pub fn jump_if(&mut self, code: u16, k: u32, jt: To, jf: To) {
+        self.push(code, k, jt, jf, None);
     }
 
-    /// Each of `syscalls` fails with EPERM when its first argument (a pid,
-    /// as a 32-bit value) is negative (a process group, or -1: every
-    /// process), or is the supervisor's or the caller's pid.
-    pub fn deny_signals_outside(&mut self, syscalls: &[i64]) {
-        let check = self.label();
-        self.load_nr();
-        for nr in syscalls {
-            self.push(BPF_JEQ_K, *nr as u32, Target::Label(check), Target::Next);
-        }
-        let end = self.end;
-        self.push(BPF_JMP_JA, 0, Target::Label(end), Target::Next);
-        self.bind(check);
-        self.push(BPF_LD_W_ABS, off_arg_low(0), Target::Next, Target::Next);
-        let eperm = self.eperm;
-        self.push(BPF_JSET_K, 0x8000_0000, Target::Label(eperm), Target::Next);
-        for kind in [SlotKind::Supervisor, SlotKind::Caller] {
-            self.code.push(Insn {
-                code: BPF_JEQ_K,
-                k: PLACEHOLDER,
-                jt: Target::Label(eperm),
-                jf: Target::Next,
-                slot: Some(kind),
-            });
-        }
-        self.push(BPF_JMP_JA, 0, Target::Label(end), Target::Next);
+    /// `JEQ` against a constant patched per run.
+    pub fn jeq_slot(&mut self, kind: SlotKind, jt: To, jf: To) {
+        self.push(JEQ_K, PLACEHOLDER, jt, jf, Some(kind));
     }
 
-    /// The instructions, with `base` the index the first one will have in
-    /// the whole program, and the slots to patch.
-    pub fn finish(mut self, base: usize) -> (Vec<sock_filter>, Vec<Slot>) {
-        let end = self.end;
-        self.push(BPF_JMP_JA, 0, Target::Label(end), Target::Next);
-        let eperm = self.eperm;
-        self.bind(eperm);
-        self.push(
-            BPF_RET_K,
-            SECCOMP_RET_ERRNO | libc::EPERM as u32,
-            Target::Next,
-            Target::Next,
-        );
-        let enosys = self.enosys;
-        self.bind(enosys);
-        self.push(
-            BPF_RET_K,
-            SECCOMP_RET_ERRNO | libc::ENOSYS as u32,
-            Target::Next,
-            Target::Next,
-        );
-        self.bind(end);
-        let labels: Vec<usize> = self
-            .labels
-            .iter()
-            .map(|l| l.expect("every label of the prefix is bound"))
-            .collect();
+    /// An unconditional jump.
+    pub fn ja(&mut self, to: Label) {
+        self.push(JA, 0, To::L(to), To::Next, None);
+    }
+
+    /// Return `k` (a seccomp action).
+    pub fn ret(&mut self, k: u32) {
+        self.push(RET_K, k, To::Next, To::Next, None);
+    }
+
+    /// The instructions and the slots to patch; an error names a label
+    /// never bound or a conditional jump longer than 255.
+    pub fn finish(self) -> Result<(Vec<sock_filter>, Vec<Slot>), AsmError> {
         let mut out = Vec::with_capacity(self.code.len());
         let mut slots = Vec::new();
         for (i, insn) in self.code.iter().enumerate() {
             // Jumps are relative to the next instruction, forward only.
-            let rel = |t: Target| -> u32 {
+            let rel = |t: To| -> Result<u32, AsmError> {
                 match t {
-                    Target::Next => 0,
-                    Target::Label(l) => {
-                        let to = labels[l];
-                        debug_assert!(to > i, "BPF jumps go forward");
-                        (to - i - 1) as u32
+                    To::Next => Ok(0),
+                    To::L(l) => {
+                        let to = self.labels[l.0].ok_or_else(|| {
+                            AsmError::Layout(format!("label {} is never bound", l.0))
+                        })?;
+                        if to <= i {
+                            return Err(AsmError::Layout(format!(
+                                "instruction {i} jumps back to {to}"
+                            )));
+                        }
+                        Ok((to - i - 1) as u32)
                     }
                 }
             };
-            let (jt, jf, k) = if insn.code == BPF_JMP_JA {
-                (0, 0, rel(insn.jt))
+            let (jt, jf, k) = if insn.code == JA {
+                (0, 0, rel(insn.jt)?)
             } else {
-                let jt = rel(insn.jt);
-                let jf = rel(insn.jf);
-                debug_assert!(jt < 256 && jf < 256, "short jumps only");
-                (jt as u8, jf as u8, insn.k)
+                let (jt, jf) = (rel(insn.jt)?, rel(insn.jf)?);
+                let short = |d: u32| {
+                    u8::try_from(d).map_err(|_| {
+                        AsmError::TooFar(format!("instruction {i} jumps {d} ahead, more than 255"))
+                    })
+                };
+                (short(jt)?, short(jf)?, insn.k)
             };
             if let Some(kind) = insn.slot {
-                slots.push(Slot {
-                    index: base + i,
-                    kind,
-                });
+                slots.push(Slot { index: i, kind });
             }
             out.push(sock_filter {
                 code: insn.code,
@@ -226,6 +195,55 @@ impl Prefix {
                 k,
             });
         }
-        (out, slots)
+        if out.len() > usize::from(u16::MAX) {
+            return Err(AsmError::Layout(format!(
+                "{} instructions, more than fit",
+                out.len()
+            )));
+        }
+        Ok((out, slots))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jumps_resolve_forward_and_long_conditional_jumps_are_errors() {
+        let mut a = Asm::new();
+        let end = a.label();
+        a.load(0);
+        a.jump_if(JEQ_K, 7, To::L(end), To::Next);
+        a.ja(end);
+        a.jeq_slot(SlotKind::Caller, To::Next, To::L(end));
+        a.bind(end);
+        a.ret(0);
+        let (p, slots) = a.finish().unwrap();
+        assert_eq!((p[1].jt, p[1].jf), (2, 0));
+        assert_eq!(p[2].k, 1);
+        assert_eq!((p[3].jt, p[3].jf, p[3].k), (0, 0, PLACEHOLDER));
+        assert_eq!(
+            slots,
+            vec![Slot {
+                index: 3,
+                kind: SlotKind::Caller
+            }]
+        );
+
+        let mut a = Asm::new();
+        let far = a.label();
+        a.jump_if(JEQ_K, 1, To::L(far), To::Next);
+        for _ in 0..256 {
+            a.ret(0);
+        }
+        a.bind(far);
+        a.ret(0);
+        assert!(matches!(a.finish(), Err(AsmError::TooFar(_))));
+
+        let mut a = Asm::new();
+        let never = a.label();
+        a.ja(never);
+        assert!(matches!(a.finish(), Err(AsmError::Layout(m)) if m.contains("never bound")));
     }
 }

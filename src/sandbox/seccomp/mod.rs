@@ -1,10 +1,10 @@
 //! Seccomp filters: what Landlock cannot express (or cannot on this ABI),
 //! and the kernel surface a sandboxed command is refused by default.
 //!
-//! Built in the parent with `seccompiler` into a BPF program, with a small
-//! hand-assembled prefix ([`asm`]) for what seccompiler cannot say;
-//! installed in the child with one raw `seccomp(2)` call (no allocation
-//! after fork).
+//! Built in the parent into a BPF program ([`compile`]: a binary search on
+//! the syscall number, then each syscall's argument checks, assembled by
+//! [`asm`]); installed in the child with one raw `seccomp(2)` call (no
+//! allocation after fork).
 //!
 //! What the sandbox filter refuses, by rule group ([`rules`]; each group is
 //! a line of docs/threat-model.md):
@@ -12,8 +12,9 @@
 //!   POSIX IPC; new namespaces and `setns`; mounts, modules, kexec and the
 //!   rest of machine administration; executable memfds; any x32 syscall;
 //!   set-id mode bits, and for root every inode metadata change (Landlock
-//!   has no right for metadata); `clone3` fails with ENOSYS (its flags are in memory the filter cannot
-//!   read; libc falls back to `clone`, whose namespace flags are refused);
+//!   has no right for metadata); `clone3` fails with ENOSYS (its flags are
+//!   in memory the filter cannot read; libc falls back to `clone`, whose
+//!   namespace flags are refused);
 //! - with the network restricted: every socket family but unix (and unix
 //!   too below Landlock ABI 9, which cannot check a socket's path); under
 //!   `deny` every inet socket, under port rules the inet sockets Landlock
@@ -25,13 +26,12 @@
 //!   naming a signal owner (`F_SETOWN`…);
 //! - as root with resource limits: `setrlimit` and `prlimit64` writes.
 //!
-//! The architecture check is seccompiler's: a syscall made through another
-//! ABI (i386 `int 0x80` from a 64-bit process) kills the process.
+//! A syscall made through another ABI (i386 `int 0x80` from a 64-bit
+//! process) kills the process.
 
 mod asm;
+mod compile;
 mod rules;
-
-use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, TargetArch};
 
 pub use asm::{Slot, SlotKind};
 
@@ -121,7 +121,7 @@ pub struct Spec {
 /// A compiled filter, ready to install after fork.
 #[derive(Debug, Clone)]
 pub struct Filter {
-    prog: BpfProgram,
+    prog: Vec<libc::sock_filter>,
     slots: Vec<Slot>,
 }
 
@@ -129,11 +129,11 @@ pub struct Filter {
 /// stack (8 bytes an instruction).
 pub const MAX_PATCHED_LEN: usize = 1024;
 
-fn arch() -> Result<TargetArch, SetupError> {
-    TargetArch::try_from(std::env::consts::ARCH).map_err(|e| SetupError {
+fn arch() -> Result<u32, SetupError> {
+    compile::AUDIT_ARCH.ok_or_else(|| SetupError {
         kind: SetupErrorKind::RestrictFailed,
         message: format!(
-            "failed to build the seccomp filter: unsupported architecture {}: {e}",
+            "failed to build the seccomp filter: unsupported architecture {}",
             std::env::consts::ARCH
         ),
     })
@@ -146,88 +146,68 @@ fn err(what: &str, e: impl std::fmt::Display) -> SetupError {
     }
 }
 
-/// seccompiler's program starts with these three: load the arch, compare,
-/// kill on a mismatch.
-const ARCH_CHECK_LEN: usize = 3;
-
-/// The signal syscalls whose first argument is the target process (or,
-/// for tkill, thread: a thread id that is a process's pid is its main
-/// thread).
-const SIGNAL_SYSCALLS: [i64; 5] = [
-    libc::SYS_kill,
-    libc::SYS_tkill,
-    libc::SYS_tgkill,
-    libc::SYS_rt_sigqueueinfo,
-    libc::SYS_rt_tgsigqueueinfo,
-];
-
 impl Filter {
     /// The sandbox's filter for `spec`.
     pub fn sandbox(spec: &Spec) -> Result<Filter, SetupError> {
-        let g = spec.groups;
-        let mut body = rules::Rules::new();
-        if g.sockets {
-            rules::sockets(&mut body, spec)?;
-        }
-        if g.io_uring {
-            rules::io_uring(&mut body);
-        }
-        if g.kernel_surface {
-            rules::kernel_surface(&mut body);
-        }
-        if g.keyrings {
-            rules::keyrings(&mut body);
-        }
-        if g.ipc {
-            rules::ipc(&mut body);
-        }
-        if g.namespaces {
-            rules::namespaces(&mut body)?;
-        }
-        if g.admin {
-            rules::admin(&mut body);
-        }
-        if g.memfd_exec {
-            rules::memfd_exec(&mut body)?;
-        }
-        if g.metadata {
-            rules::metadata(&mut body, spec.root)?;
-        }
-        let fallback = g.signals && !spec.landlock_signal_scope;
-        if fallback {
-            rules::signals_fallback(&mut body)?;
-        }
-        if spec.lock_rlimits && g.rlimits {
-            rules::lock_rlimits(&mut body)?;
-        }
-        let mut prefix = asm::Prefix::new();
-        prefix.deny_x32();
-        if g.namespaces {
-            prefix.enosys(libc::SYS_clone3);
-        }
-        if fallback {
-            prefix.deny_signals_outside(&SIGNAL_SYSCALLS);
-        }
-        let filter = Self::compile(body, libc::EPERM)?;
-        let (code, slots) = prefix.finish(ARCH_CHECK_LEN);
-        let mut prog = filter.prog;
-        if prog.len() < ARCH_CHECK_LEN {
-            return Err(err(
-                "layout",
-                "seccompiler's program has no architecture check",
-            ));
-        }
-        prog.splice(ARCH_CHECK_LEN..ARCH_CHECK_LEN, code);
-        if !slots.is_empty() && prog.len() > MAX_PATCHED_LEN {
+        let f = Self::compile(&Self::rules(spec))?;
+        if !f.slots.is_empty() && f.prog.len() > MAX_PATCHED_LEN {
             return Err(err(
                 "layout",
                 format!(
                     "{} instructions, more than {MAX_PATCHED_LEN} can be patched per run",
-                    prog.len()
+                    f.prog.len()
                 ),
             ));
         }
-        Ok(Filter { prog, slots })
+        Ok(f)
+    }
+
+    /// The rules of the sandbox's filter for `spec`.
+    fn rules(spec: &Spec) -> rules::Rules {
+        let g = spec.groups;
+        let mut rules = rules::Rules::new();
+        if g.namespaces {
+            // First: whatever else clone3 is checked for, it fails as on a
+            // kernel without it.
+            rules
+                .entry(libc::SYS_clone3)
+                .or_default()
+                .push(rules::Check::Always(libc::ENOSYS));
+        }
+        if g.sockets {
+            rules::sockets(&mut rules, spec);
+        }
+        if g.io_uring {
+            rules::io_uring(&mut rules);
+        }
+        if g.kernel_surface {
+            rules::kernel_surface(&mut rules);
+        }
+        if g.keyrings {
+            rules::keyrings(&mut rules);
+        }
+        if g.ipc {
+            rules::ipc(&mut rules);
+        }
+        if g.namespaces {
+            rules::namespaces(&mut rules);
+        }
+        if g.admin {
+            rules::admin(&mut rules);
+        }
+        if g.memfd_exec {
+            rules::memfd_exec(&mut rules);
+        }
+        if g.metadata {
+            rules::metadata(&mut rules, spec.root);
+        }
+        if g.signals && !spec.landlock_signal_scope {
+            rules::signals_fallback(&mut rules);
+        }
+        if spec.lock_rlimits && g.rlimits {
+            rules::lock_rlimits(&mut rules);
+        }
+        rules
     }
 
     /// A filter making the landlock syscalls (444–446) fail with `errno`:
@@ -246,23 +226,16 @@ impl Filter {
     /// A filter making exactly `syscalls` fail with `errno`; everything
     /// else is allowed. For fault injection (tests, platform simulation).
     pub fn failing(syscalls: &[i64], errno: i32) -> Result<Filter, SetupError> {
-        let rules = syscalls.iter().map(|nr| (*nr, vec![])).collect();
-        Self::compile(rules, errno)
+        let rules = syscalls
+            .iter()
+            .map(|nr| (*nr, vec![rules::Check::Always(errno)]))
+            .collect();
+        Self::compile(&rules)
     }
 
-    fn compile(rules: rules::Rules, errno: i32) -> Result<Filter, SetupError> {
-        let filter = SeccompFilter::new(
-            rules,
-            SeccompAction::Allow,
-            SeccompAction::Errno(errno as u32),
-            arch()?,
-        )
-        .map_err(|e| err("filter", e))?;
-        let prog: BpfProgram = filter.try_into().map_err(|e| err("compile", e))?;
-        Ok(Filter {
-            prog,
-            slots: Vec::new(),
-        })
+    fn compile(rules: &rules::Rules) -> Result<Filter, SetupError> {
+        let (prog, slots) = compile::program(rules, arch()?).map_err(|e| err("layout", e))?;
+        Ok(Filter { prog, slots })
     }
 
     /// The program as `seccomp(SECCOMP_SET_MODE_FILTER)` takes it, for the

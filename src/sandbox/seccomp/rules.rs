@@ -1,15 +1,68 @@
-//! The rule groups of the sandbox's filter, as seccompiler rules (every
-//! match fails with EPERM). Each group is one line of the threat model
-//! (docs/threat-model.md) and one mutant of the corpus's mutation score.
+//! The rule groups of the sandbox's filter. Each group is one line of the
+//! threat model (docs/threat-model.md) and one mutant of the corpus's
+//! mutation score. [`super::compile`] turns them into the program.
 
 use std::collections::BTreeMap;
 
-use seccompiler::{SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompRule};
+use super::{NetRules, Spec};
 
-use super::{err, NetRules, Spec};
-use crate::sandbox::SetupError;
+/// For each syscall number, its checks in order: the first that holds
+/// decides; none holding allows the call.
+pub type Rules = BTreeMap<i64, Vec<Check>>;
 
-pub type Rules = BTreeMap<i64, Vec<SeccompRule>>;
+/// One check of a syscall's arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check {
+    /// The call fails with this errno, whatever its arguments.
+    Always(i32),
+    /// The call fails with EPERM when every condition holds.
+    When(Vec<Cond>),
+    /// The call fails with EPERM when its first argument, a pid, is
+    /// negative (a process group, or -1: every process) or is the
+    /// supervisor's or the caller's pid (patched per run).
+    SignalTarget,
+}
+
+/// How an argument is compared with the value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cmp {
+    Eq,
+    Ne,
+    /// `arg & mask == value`.
+    MaskedEq(u64),
+}
+
+/// A comparison of one syscall argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cond {
+    /// Argument index, 0..=5.
+    pub arg: u8,
+    /// All 64 bits; otherwise the low 32 only.
+    pub wide: bool,
+    pub cmp: Cmp,
+    pub value: u64,
+}
+
+impl Cond {
+    /// Whether it holds for `args` (the reference semantics the compiled
+    /// program is tested against).
+    #[cfg(test)]
+    pub fn holds(&self, args: &[u64; 6]) -> bool {
+        let (mut a, mut v) = (args[self.arg as usize], self.value);
+        if !self.wide {
+            a &= 0xffff_ffff;
+            v &= 0xffff_ffff;
+        }
+        match self.cmp {
+            Cmp::Eq => a == v,
+            Cmp::Ne => a != v,
+            Cmp::MaskedEq(m) => {
+                let m = if self.wide { m } else { m & 0xffff_ffff };
+                a & m == v
+            }
+        }
+    }
+}
 
 const IPPROTO_IP: u64 = 0;
 const IPPROTO_TCP: u64 = 6;
@@ -23,41 +76,42 @@ const SIOCSPGRP: u64 = 0x8902;
 /// `F_SETOWN_EX` (asm-generic/fcntl.h).
 const F_SETOWN_EX: u64 = 15;
 
-fn cond(arg: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, SetupError> {
-    // Dword: the kernel reads these arguments as 32-bit ints and ignores
-    // the upper half of the register, so the filter must compare the same
-    // 32 bits (a Qword compare would let high garbage bits slip past).
-    SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value).map_err(|e| err("condition", e))
-}
-
-fn rule(conds: Vec<SeccompCondition>) -> Result<SeccompRule, SetupError> {
-    SeccompRule::new(conds).map_err(|e| err("rule", e))
+/// A comparison of an argument's low 32 bits: the kernel reads these
+/// arguments as 32-bit ints and ignores the upper half of the register,
+/// so the filter must compare the same 32 bits (a 64-bit compare would let
+/// high garbage bits slip past).
+fn cond(arg: u8, cmp: Cmp, value: u64) -> Cond {
+    debug_assert!(arg < 6 && value <= u64::from(u32::MAX));
+    Cond {
+        arg,
+        wide: false,
+        cmp,
+        value,
+    }
 }
 
 /// The whole syscall fails.
 fn deny(rules: &mut Rules, nrs: &[i64]) {
     for nr in nrs {
-        rules.insert(*nr, vec![]);
+        rules
+            .entry(*nr)
+            .or_default()
+            .push(Check::Always(libc::EPERM));
     }
 }
 
 /// The syscall fails when any of `conds_list` (each an AND of conditions)
 /// holds.
-fn deny_when(
-    rules: &mut Rules,
-    nr: i64,
-    conds: Vec<Vec<SeccompCondition>>,
-) -> Result<(), SetupError> {
-    let entry = rules.entry(nr).or_default();
-    for c in conds {
-        entry.push(rule(c)?);
-    }
-    Ok(())
+fn deny_when(rules: &mut Rules, nr: i64, conds: Vec<Vec<Cond>>) {
+    rules
+        .entry(nr)
+        .or_default()
+        .extend(conds.into_iter().map(Check::When));
 }
 
 /// Rules matching the `socket()` calls to deny for an inet `domain` under
 /// port rules: every type Landlock does not control on this kernel.
-fn inet_socket_rules(domain: i32, s: &Spec) -> Result<Vec<Vec<SeccompCondition>>, SetupError> {
+fn inet_socket_rules(domain: i32, s: &Spec) -> Vec<Vec<Cond>> {
     let d = domain as u64;
     let mut out = Vec::new();
     // Socket types 1..=10 (SOCK_STREAM=1, DGRAM=2, RAW=3, RDM=4,
@@ -70,27 +124,27 @@ fn inet_socket_rules(domain: i32, s: &Spec) -> Result<Vec<Vec<SeccompCondition>>
             _ => (false, &[]),
         };
         let mut c = vec![
-            cond(0, SeccompCmpOp::Eq, d)?,
-            cond(1, SeccompCmpOp::MaskedEq(SOCK_TYPE_MASK), ty)?,
+            cond(0, Cmp::Eq, d),
+            cond(1, Cmp::MaskedEq(SOCK_TYPE_MASK), ty),
         ];
         if allowed {
             // Allowed type, but only with the protocol Landlock controls
             // (SOCK_STREAM with IPPROTO_SCTP or MPTCP would bypass it).
             for p in proto_ok {
-                c.push(cond(2, SeccompCmpOp::Ne, *p)?);
+                c.push(cond(2, Cmp::Ne, *p));
             }
         }
         out.push(c);
     }
-    Ok(out)
+    out
 }
 
 /// `network: deny` / port rules: which sockets may exist at all, and the
 /// TCP calls Landlock does not see.
-pub fn sockets(rules: &mut Rules, s: &Spec) -> Result<(), SetupError> {
+pub fn sockets(rules: &mut Rules, s: &Spec) {
     let unix = libc::AF_UNIX as u64;
     match s.network {
-        NetRules::Allow => return Ok(()),
+        NetRules::Allow => return,
         NetRules::Deny => {
             // No inet socket at all: nothing to connect, bind, listen on
             // (listen() without bind() auto-binds a port) or send through
@@ -98,11 +152,7 @@ pub fn sockets(rules: &mut Rules, s: &Spec) -> Result<(), SetupError> {
             // sockets, and those only where Landlock resolves their paths
             // (ABI 9); below it a path cannot be checked, so none.
             if s.landlock_unix {
-                deny_when(
-                    rules,
-                    libc::SYS_socket,
-                    vec![vec![cond(0, SeccompCmpOp::Ne, unix)?]],
-                )?;
+                deny_when(rules, libc::SYS_socket, vec![vec![cond(0, Cmp::Ne, unix)]]);
             } else {
                 deny(rules, &[libc::SYS_socket]);
             }
@@ -110,25 +160,25 @@ pub fn sockets(rules: &mut Rules, s: &Spec) -> Result<(), SetupError> {
         NetRules::Ports { listen } => {
             // Families: inet and inet6 (rules below), unix as above.
             let mut fam = vec![
-                cond(0, SeccompCmpOp::Ne, libc::AF_INET as u64)?,
-                cond(0, SeccompCmpOp::Ne, libc::AF_INET6 as u64)?,
+                cond(0, Cmp::Ne, libc::AF_INET as u64),
+                cond(0, Cmp::Ne, libc::AF_INET6 as u64),
             ];
             if s.landlock_unix {
-                fam.push(cond(0, SeccompCmpOp::Ne, unix)?);
+                fam.push(cond(0, Cmp::Ne, unix));
             }
             let mut c = vec![fam];
             if !s.landlock_unix {
-                c.push(vec![cond(0, SeccompCmpOp::Eq, unix)?]);
+                c.push(vec![cond(0, Cmp::Eq, unix)]);
             }
-            c.extend(inet_socket_rules(libc::AF_INET, s)?);
-            c.extend(inet_socket_rules(libc::AF_INET6, s)?);
-            deny_when(rules, libc::SYS_socket, c)?;
+            c.extend(inet_socket_rules(libc::AF_INET, s));
+            c.extend(inet_socket_rules(libc::AF_INET6, s));
+            deny_when(rules, libc::SYS_socket, c);
             // TCP Fast Open connects from sendto/sendmsg without the
             // connect() hook Landlock checks (landlock-lsm/linux#41).
-            let fastopen = |arg| cond(arg, SeccompCmpOp::MaskedEq(MSG_FASTOPEN), MSG_FASTOPEN);
-            deny_when(rules, libc::SYS_sendto, vec![vec![fastopen(3)?]])?;
-            deny_when(rules, libc::SYS_sendmsg, vec![vec![fastopen(2)?]])?;
-            deny_when(rules, libc::SYS_sendmmsg, vec![vec![fastopen(3)?]])?;
+            let fastopen = |arg| cond(arg, Cmp::MaskedEq(MSG_FASTOPEN), MSG_FASTOPEN);
+            deny_when(rules, libc::SYS_sendto, vec![vec![fastopen(3)]]);
+            deny_when(rules, libc::SYS_sendmsg, vec![vec![fastopen(2)]]);
+            deny_when(rules, libc::SYS_sendmmsg, vec![vec![fastopen(3)]]);
             if !listen {
                 // listen() on an unbound socket auto-binds an ephemeral
                 // port, which Landlock does not check.
@@ -139,7 +189,7 @@ pub fn sockets(rules: &mut Rules, s: &Spec) -> Result<(), SetupError> {
     deny_when(
         rules,
         libc::SYS_socketpair,
-        vec![vec![cond(0, SeccompCmpOp::Ne, unix)?]],
+        vec![vec![cond(0, Cmp::Ne, unix)]],
     )
 }
 
@@ -209,9 +259,10 @@ pub fn ipc(rules: &mut Rules) {
 
 /// New namespaces (a user namespace gives back every capability inside it)
 /// and joining others. `clone3` takes its flags in memory the filter cannot
-/// read, so it fails with ENOSYS from the prefix and libc falls back to
+/// read, so it fails with ENOSYS (a check `Filter::sandbox` puts first)
+/// and libc falls back to
 /// `clone`, whose flags are checked here.
-pub fn namespaces(rules: &mut Rules) -> Result<(), SetupError> {
+pub fn namespaces(rules: &mut Rules) {
     deny(rules, &[libc::SYS_unshare, libc::SYS_setns]);
     let flags = [
         libc::CLONE_NEWNS,
@@ -226,9 +277,9 @@ pub fn namespaces(rules: &mut Rules) -> Result<(), SetupError> {
         .iter()
         .map(|f| {
             let f = *f as u64;
-            cond(0, SeccompCmpOp::MaskedEq(f), f).map(|c| vec![c])
+            vec![cond(0, Cmp::MaskedEq(f), f)]
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect();
     deny_when(rules, libc::SYS_clone, conds)
 }
 
@@ -277,37 +328,52 @@ pub fn admin(rules: &mut Rules) {
 /// allowlist says. Only memfds sealed non-executable may be created
 /// (`MFD_NOEXEC_SEAL`, Linux 6.3; older kernels reject the flag, so there
 /// no memfd can be made at all).
-pub fn memfd_exec(rules: &mut Rules) -> Result<(), SetupError> {
+pub fn memfd_exec(rules: &mut Rules) {
     deny_when(
         rules,
         libc::SYS_memfd_create,
-        vec![vec![cond(1, SeccompCmpOp::MaskedEq(MFD_NOEXEC_SEAL), 0)?]],
+        vec![vec![cond(1, Cmp::MaskedEq(MFD_NOEXEC_SEAL), 0)]],
     )
 }
 
-/// Below Landlock ABI 6 there is no signal scoping: the prefix refuses
-/// signals to the supervisor, the caller, process groups and -1; these
-/// rules close the other ways to signal by pid.
-pub fn signals_fallback(rules: &mut Rules) -> Result<(), SetupError> {
+/// The signal syscalls whose first argument is the target process (or,
+/// for tkill, thread: a thread id that is a process's pid is its main
+/// thread).
+pub const SIGNAL_SYSCALLS: [i64; 5] = [
+    libc::SYS_kill,
+    libc::SYS_tkill,
+    libc::SYS_tgkill,
+    libc::SYS_rt_sigqueueinfo,
+    libc::SYS_rt_tgsigqueueinfo,
+];
+
+/// Below Landlock ABI 6 there is no signal scoping: signals to the
+/// supervisor, the caller, process groups and -1 are refused by pid, and
+/// the other ways to signal a pid are closed.
+pub fn signals_fallback(rules: &mut Rules) {
+    // tkill is checked by pid as kill is: musl's raise() is tkill on the
+    // caller's own thread.
+    for nr in SIGNAL_SYSCALLS {
+        rules.entry(nr).or_default().push(Check::SignalTarget);
+    }
     // A pidfd may name the supervisor or the caller, and the filter cannot
-    // tell which. (tkill is checked by pid in the prefix, as kill is:
-    // musl's raise() is tkill on the caller's own thread.)
+    // tell which.
     deny(rules, &[libc::SYS_pidfd_send_signal]);
     // SIGIO/SIGURG to an owner the command names.
     deny_when(
         rules,
         libc::SYS_fcntl,
         vec![
-            vec![cond(1, SeccompCmpOp::Eq, libc::F_SETOWN as u64)?],
-            vec![cond(1, SeccompCmpOp::Eq, F_SETOWN_EX)?],
+            vec![cond(1, Cmp::Eq, libc::F_SETOWN as u64)],
+            vec![cond(1, Cmp::Eq, F_SETOWN_EX)],
         ],
-    )?;
+    );
     deny_when(
         rules,
         libc::SYS_ioctl,
         vec![
-            vec![cond(1, SeccompCmpOp::Eq, FIOSETOWN)?],
-            vec![cond(1, SeccompCmpOp::Eq, SIOCSPGRP)?],
+            vec![cond(1, Cmp::Eq, FIOSETOWN)],
+            vec![cond(1, Cmp::Eq, SIOCSPGRP)],
         ],
     )
 }
@@ -326,7 +392,7 @@ const SYS_REMOVEXATTRAT: i64 = 466;
 /// - `root`: owns almost every host file, so every metadata change is
 ///   refused (a root command cannot chmod or touch even inside its write
 ///   paths; run it as another user to keep that).
-pub fn metadata(rules: &mut Rules, root: bool) -> Result<(), SetupError> {
+pub fn metadata(rules: &mut Rules, root: bool) {
     // (syscall, index of the mode argument)
     let mut chmods = vec![
         (libc::SYS_fchmod, 1u8),
@@ -359,24 +425,27 @@ pub fn metadata(rules: &mut Rules, root: bool) -> Result<(), SetupError> {
             libc::SYS_futimesat,
         ]);
         deny(rules, &all);
-        return Ok(());
+        return;
     }
     for (nr, arg) in chmods {
-        let bit = |b: u64| cond(arg, SeccompCmpOp::MaskedEq(b), b).map(|c| vec![c]);
+        let bit = |b: u64| vec![cond(arg, Cmp::MaskedEq(b), b)];
         deny_when(
             rules,
             nr,
-            vec![bit(libc::S_ISUID as u64)?, bit(libc::S_ISGID as u64)?],
-        )?;
+            vec![bit(libc::S_ISUID as u64), bit(libc::S_ISGID as u64)],
+        );
     }
-    Ok(())
 }
 
 /// As root with rlimits: root may raise a hard limit back.
-pub fn lock_rlimits(rules: &mut Rules) -> Result<(), SetupError> {
+pub fn lock_rlimits(rules: &mut Rules) {
     deny(rules, &[libc::SYS_setrlimit]);
     // prlimit64(pid, resource, new_limit, old_limit): reading is fine.
-    let write = SeccompCondition::new(2, SeccompCmpArgLen::Qword, SeccompCmpOp::Ne, 0)
-        .map_err(|e| err("condition", e))?;
+    let write = Cond {
+        arg: 2,
+        wide: true,
+        cmp: Cmp::Ne,
+        value: 0,
+    };
     deny_when(rules, libc::SYS_prlimit64, vec![vec![write]])
 }

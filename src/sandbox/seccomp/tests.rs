@@ -16,7 +16,12 @@ const ARCH: u32 = 62 | 0x8000_0000 | 0x4000_0000;
 const ARCH: u32 = 183 | 0x8000_0000 | 0x4000_0000;
 
 /// Runs classic BPF as seccomp does, on (nr, arch, args).
-fn run(prog: &[seccompiler::sock_filter], nr: i64, arch: u32, args: [u64; 6]) -> u32 {
+fn run(prog: &[libc::sock_filter], nr: i64, arch: u32, args: [u64; 6]) -> u32 {
+    run_counted(prog, nr, arch, args).0
+}
+
+/// [`run`], and how many instructions it took.
+fn run_counted(prog: &[libc::sock_filter], nr: i64, arch: u32, args: [u64; 6]) -> (u32, usize) {
     let mut data = Vec::with_capacity(64);
     data.extend_from_slice(&(nr as u32).to_le_bytes());
     data.extend_from_slice(&arch.to_le_bytes());
@@ -28,9 +33,11 @@ fn run(prog: &[seccompiler::sock_filter], nr: i64, arch: u32, args: [u64; 6]) ->
         |off: u32| u32::from_le_bytes(data[off as usize..off as usize + 4].try_into().unwrap());
     let (mut a, mut x) = (0u32, 0u32);
     let mut pc = 0usize;
+    let mut steps = 0;
     loop {
         let i = &prog[pc];
         pc += 1;
+        steps += 1;
         match i.code {
             0x20 => a = word(i.k),           // ld w abs
             0x54 => a &= i.k,                // alu and k
@@ -47,7 +54,7 @@ fn run(prog: &[seccompiler::sock_filter], nr: i64, arch: u32, args: [u64; 6]) ->
                 };
                 pc += if t { i.jt } else { i.jf } as usize;
             }
-            0x06 => return i.k, // ret k
+            0x06 => return (i.k, steps), // ret k
             c => panic!("unexpected BPF opcode {c:#x} at {}", pc - 1),
         }
     }
@@ -219,7 +226,7 @@ fn allow_leaves_sockets_alone_but_not_the_kernel_surface() {
 #[test]
 fn x32_numbers_and_foreign_architectures_never_reach_the_body() {
     let f = F::new(spec(NetRules::Deny));
-    let x32 = asm::X32_SYSCALL_BIT as i64;
+    let x32 = compile::X32_SYSCALL_BIT as i64;
     assert_eq!(f.call(x32 | libc::SYS_socket, &[INET, DGRAM, 0]), EPERM);
     assert_eq!(f.call(x32 | libc::SYS_read, &[0, 0, 0]), EPERM);
     // i386's socketcall through int 0x80 arrives with another arch.
@@ -285,6 +292,11 @@ fn root_with_rlimits_cannot_raise_them_but_may_read_them() {
     assert_eq!(f.call(libc::SYS_setrlimit, &[7, 0]), EPERM);
     assert_eq!(f.call(libc::SYS_prlimit64, &[0, 7, 0x1000, 0]), EPERM);
     assert_eq!(f.call(libc::SYS_prlimit64, &[0, 7, 0, 0x1000]), ALLOW);
+    // A new-limit pointer whose low 32 bits are zero is still a pointer.
+    assert_eq!(
+        f.call(libc::SYS_prlimit64, &[0, 7, 0x7fff_0000_0000, 0]),
+        EPERM
+    );
 }
 
 #[test]
@@ -306,5 +318,199 @@ fn nobody_may_set_set_id_bits_and_root_may_change_no_metadata() {
         libc::SYS_fremovexattr,
     ] {
         assert_eq!(f.call(nr, &[0, 0, 0o644, 0]), EPERM, "syscall {nr}");
+    }
+}
+
+/// What the rules say, read directly (no BPF): the reference the program
+/// is checked against.
+fn decide(r: &rules::Rules, nr: i64, arch: u32, args: &[u64; 6], pids: (u32, u32)) -> u32 {
+    if arch != ARCH {
+        return KILL_PROCESS;
+    }
+    if nr as u32 >= compile::X32_SYSCALL_BIT {
+        return EPERM;
+    }
+    for check in r.get(&nr).into_iter().flatten() {
+        match check {
+            rules::Check::Always(e) => return errno(*e),
+            rules::Check::When(conds) => {
+                if conds.iter().all(|c| c.holds(args)) {
+                    return EPERM;
+                }
+            }
+            rules::Check::SignalTarget => {
+                let pid = args[0] as u32;
+                if pid & 0x8000_0000 != 0 || pid == pids.0 || pid == pids.1 {
+                    return EPERM;
+                }
+            }
+        }
+    }
+    ALLOW
+}
+
+/// Every spec the sandbox can ask for (groups all on, or one off).
+fn all_specs() -> Vec<Spec> {
+    let mut out = Vec::new();
+    let nets = [
+        NetRules::Allow,
+        NetRules::Deny,
+        NetRules::Ports { listen: true },
+        NetRules::Ports { listen: false },
+    ];
+    for network in nets {
+        for bits in 0..64u32 {
+            let b = |i: u32| bits & (1 << i) != 0;
+            out.push(Spec {
+                network,
+                landlock_tcp: b(0),
+                landlock_udp: b(1),
+                landlock_unix: b(2),
+                landlock_signal_scope: b(3),
+                lock_rlimits: b(4),
+                root: b(5),
+                groups: Groups::ALL,
+            });
+        }
+    }
+    let mut one_off = Vec::new();
+    for i in 0..11 {
+        let mut s = out[out.len() - 1];
+        let g = &mut s.groups;
+        let field = [
+            &mut g.sockets,
+            &mut g.io_uring,
+            &mut g.kernel_surface,
+            &mut g.keyrings,
+            &mut g.ipc,
+            &mut g.namespaces,
+            &mut g.admin,
+            &mut g.memfd_exec,
+            &mut g.metadata,
+            &mut g.signals,
+            &mut g.rlimits,
+        ];
+        *field.into_iter().nth(i).unwrap() = false;
+        one_off.push(s);
+    }
+    out.extend(one_off);
+    out
+}
+
+/// An argument an attacker would try against `r`: the rules' own values
+/// and masks, with high bits, off by one, and noise.
+fn attacker_arg(rng: &mut fastrand::Rng, values: &[u64]) -> u64 {
+    let v = if values.is_empty() || rng.bool() {
+        [0, 1, u64::MAX, 0x8000_0000, 0xffff_ffff, 1 << 32][rng.usize(..6)]
+    } else {
+        values[rng.usize(..values.len())]
+    };
+    match rng.u8(..6) {
+        0 => v,
+        1 => v | (rng.u64(..) << 32),
+        2 => v.wrapping_add(1),
+        3 => v | rng.u64(..0x1_0000),
+        4 => v & !(1 << rng.u32(..32)),
+        _ => rng.u64(..),
+    }
+}
+
+#[test]
+fn the_program_decides_every_call_as_the_rules_say() {
+    let mut rng = fastrand::Rng::with_seed(0x5eed);
+    let pids = (4242u32, 777u32);
+    for s in all_specs() {
+        let r = Filter::rules(&s);
+        let f = F::new(s).patched(pids.0, pids.1);
+        let values: Vec<u64> = r
+            .values()
+            .flatten()
+            .flat_map(|c| match c {
+                rules::Check::When(cs) => cs
+                    .iter()
+                    .flat_map(|c| match c.cmp {
+                        rules::Cmp::MaskedEq(m) => vec![c.value, m],
+                        _ => vec![c.value],
+                    })
+                    .collect(),
+                rules::Check::SignalTarget => vec![4242, 777, (-1i64) as u64],
+                rules::Check::Always(_) => vec![],
+            })
+            .collect();
+        // Every syscall number, and past the table; x32 numbers.
+        let nrs = (0..=600i64).chain([
+            compile::X32_SYSCALL_BIT as i64 | libc::SYS_socket,
+            0x7fff_ffff,
+            0xffff_ffff,
+        ]);
+        for nr in nrs {
+            let tries = if r.contains_key(&nr) { 64 } else { 2 };
+            for _ in 0..tries {
+                let args: [u64; 6] = std::array::from_fn(|_| attacker_arg(&mut rng, &values));
+                let got = run(&f.0.prog, nr, ARCH, args);
+                let want = decide(&r, nr, ARCH, &args, pids);
+                assert_eq!(got, want, "{s:?}: syscall {nr} with {args:x?}");
+            }
+        }
+        let a = [0u64; 6];
+        assert_eq!(run(&f.0.prog, 0, ARCH ^ 1, a), KILL_PROCESS);
+    }
+}
+
+#[test]
+fn a_syscall_without_rules_is_decided_in_a_few_instructions() {
+    // The kernel runs the filter for every syscall number when it is
+    // installed (to cache the ones always allowed), and on every call it
+    // cannot cache: the program's cost is its path, not its length.
+    for s in all_specs() {
+        let r = Filter::rules(&s);
+        let f = F::new(s);
+        let keys = r.len().max(1) as f64;
+        // Arch check and x32 (6), two per level of the search, a leaf.
+        let bound =
+            6 + 2 * (keys / compile::LEAF as f64).log2().ceil() as usize + 2 * compile::LEAF + 1;
+        let mut longest = 0;
+        for nr in (0..=600i64).filter(|nr| !r.contains_key(nr)) {
+            let (ret, steps) = run_counted(&f.0.prog, nr, ARCH, [0; 6]);
+            assert_eq!(ret, ALLOW, "{s:?}: syscall {nr}");
+            longest = longest.max(steps);
+        }
+        assert!(
+            longest <= bound,
+            "{s:?}: {longest} instructions for an allowed syscall, more than {bound} ({} rules, {} instructions)",
+            r.len(),
+            f.0.len()
+        );
+    }
+}
+
+#[test]
+fn a_program_too_long_for_short_jumps_is_laid_out_with_ja() {
+    // 300 syscalls, each with its own check: far more than 255
+    // instructions, so the search reaches right halves and blocks by `ja`.
+    let r: rules::Rules = (0..300i64)
+        .map(|nr| {
+            let c = rules::Cond {
+                arg: (nr % 6) as u8,
+                wide: nr % 2 == 0,
+                cmp: rules::Cmp::Eq,
+                value: nr as u64 * 3,
+            };
+            (nr, vec![rules::Check::When(vec![c])])
+        })
+        .collect();
+    let (prog, slots) = compile::program(&r, ARCH).expect("the long layout assembles");
+    assert!(prog.len() > 1000, "{} instructions", prog.len());
+    assert!(slots.is_empty());
+    assert!(prog.iter().any(|i| i.code == 0x05), "no ja in the program");
+    for nr in 0..320i64 {
+        for hit in [false, true] {
+            let mut args = [nr as u64 * 3 + 1; 6];
+            if hit {
+                args[(nr % 6) as usize] = nr as u64 * 3;
+            }
+            let want = decide(&r, nr, ARCH, &args, (0, 0));
+            assert_eq!(run(&prog, nr, ARCH, args), want, "syscall {nr}, hit {hit}");
+        }
     }
 }
