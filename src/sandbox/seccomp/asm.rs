@@ -26,6 +26,9 @@ pub const JSET_K: u16 = 0x45;
 /// BPF_RET | BPF_K.
 pub const RET_K: u16 = 0x06;
 
+/// The longest classic BPF program the kernel loads (linux/bpf_common.h).
+pub const BPF_MAXINSNS: usize = 4096;
+
 /// A constant of the program that is only known when a run starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SlotKind {
@@ -195,9 +198,9 @@ impl Asm {
                 k,
             });
         }
-        if out.len() > usize::from(u16::MAX) {
+        if out.len() > BPF_MAXINSNS {
             return Err(AsmError::Layout(format!(
-                "{} instructions, more than fit",
+                "{} instructions, more than the kernel's {BPF_MAXINSNS}",
                 out.len()
             )));
         }

@@ -44,17 +44,21 @@ pub const fn ret_errno(e: i32) -> u32 {
 pub const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 
 /// `AUDIT_ARCH_*` of this build's architecture (linux/audit.h: the ELF
-/// machine, 64-bit, little-endian).
-#[cfg(target_arch = "x86_64")]
+/// machine, 64-bit, little-endian). None elsewhere (big-endian included:
+/// the argument offsets assume little-endian), which fails closed.
+#[cfg(all(target_arch = "x86_64", target_endian = "little"))]
 pub const AUDIT_ARCH: Option<u32> = Some(62 | 0x8000_0000 | 0x4000_0000);
-#[cfg(target_arch = "aarch64")]
+#[cfg(all(target_arch = "aarch64", target_endian = "little"))]
 pub const AUDIT_ARCH: Option<u32> = Some(183 | 0x8000_0000 | 0x4000_0000);
-#[cfg(target_arch = "riscv64")]
+#[cfg(all(target_arch = "riscv64", target_endian = "little"))]
 pub const AUDIT_ARCH: Option<u32> = Some(243 | 0x8000_0000 | 0x4000_0000);
-#[cfg(not(any(
-    target_arch = "x86_64",
-    target_arch = "aarch64",
-    target_arch = "riscv64"
+#[cfg(not(all(
+    any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        target_arch = "riscv64"
+    ),
+    target_endian = "little"
 )))]
 pub const AUDIT_ARCH: Option<u32> = None;
 
@@ -71,11 +75,21 @@ enum Reach {
     Long,
 }
 
-/// The program for `rules`; `arch` is the `AUDIT_ARCH_*` value allowed.
-/// Laid out with short jumps when they reach, with `ja`s otherwise.
-pub fn program(rules: &Rules, arch: u32) -> Result<(Vec<sock_filter>, Vec<Slot>), String> {
-    match layout(rules, arch, Reach::Short) {
-        Err(AsmError::TooFar(_)) => layout(rules, arch, Reach::Long),
+/// What the program checks before the rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    /// The `AUDIT_ARCH_*` value allowed; any other kills the process.
+    pub arch: u32,
+    /// Syscall numbers with the x32 bit fail with EPERM (the sandbox); off
+    /// for fault-injection filters, which change nothing but their rules.
+    pub deny_x32: bool,
+}
+
+/// The program for `rules`. Laid out with short jumps when they reach,
+/// with `ja`s otherwise.
+pub fn program(rules: &Rules, head: Head) -> Result<(Vec<sock_filter>, Vec<Slot>), String> {
+    match layout(rules, head, Reach::Short) {
+        Err(AsmError::TooFar(_)) => layout(rules, head, Reach::Long),
         other => other,
     }
     .map_err(|e| e.to_string())
@@ -83,22 +97,24 @@ pub fn program(rules: &Rules, arch: u32) -> Result<(Vec<sock_filter>, Vec<Slot>)
 
 fn layout(
     rules: &Rules,
-    arch: u32,
+    head: Head,
     reach: Reach,
 ) -> Result<(Vec<sock_filter>, Vec<Slot>), AsmError> {
     let mut a = Asm::new();
     // 1. Architecture.
     a.load(OFF_ARCH);
     let native = a.label();
-    a.jump_if(JEQ_K, arch, To::L(native), To::Next);
+    a.jump_if(JEQ_K, head.arch, To::L(native), To::Next);
     a.ret(RET_KILL_PROCESS);
     a.bind(native);
     // 2. x32 numbers.
     a.load(OFF_NR);
-    let not_x32 = a.label();
-    a.jump_if(JGE_K, X32_SYSCALL_BIT, To::Next, To::L(not_x32));
-    a.ret(ret_errno(libc::EPERM));
-    a.bind(not_x32);
+    if head.deny_x32 {
+        let not_x32 = a.label();
+        a.jump_if(JGE_K, X32_SYSCALL_BIT, To::Next, To::L(not_x32));
+        a.ret(ret_errno(libc::EPERM));
+        a.bind(not_x32);
+    }
     // 3. The search, on A = nr. Syscalls with the same checks share one
     //    block (every plainly refused syscall ends at one `ret`).
     let mut blocks: Vec<(&Vec<Check>, Label)> = Vec::new();

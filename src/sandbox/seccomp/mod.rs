@@ -149,7 +149,7 @@ fn err(what: &str, e: impl std::fmt::Display) -> SetupError {
 impl Filter {
     /// The sandbox's filter for `spec`.
     pub fn sandbox(spec: &Spec) -> Result<Filter, SetupError> {
-        let f = Self::compile(&Self::rules(spec))?;
+        let f = Self::compile(&Self::rules(spec), true)?;
         if !f.slots.is_empty() && f.prog.len() > MAX_PATCHED_LEN {
             return Err(err(
                 "layout",
@@ -230,11 +230,15 @@ impl Filter {
             .iter()
             .map(|nr| (*nr, vec![rules::Check::Always(errno)]))
             .collect();
-        Self::compile(&rules)
+        Self::compile(&rules, false)
     }
 
-    fn compile(rules: &rules::Rules) -> Result<Filter, SetupError> {
-        let (prog, slots) = compile::program(rules, arch()?).map_err(|e| err("layout", e))?;
+    fn compile(rules: &rules::Rules, deny_x32: bool) -> Result<Filter, SetupError> {
+        let head = compile::Head {
+            arch: arch()?,
+            deny_x32,
+        };
+        let (prog, slots) = compile::program(rules, head).map_err(|e| err("layout", e))?;
         Ok(Filter { prog, slots })
     }
 

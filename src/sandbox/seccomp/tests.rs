@@ -14,6 +14,8 @@ const fn errno(e: i32) -> u32 {
 const ARCH: u32 = 62 | 0x8000_0000 | 0x4000_0000;
 #[cfg(target_arch = "aarch64")]
 const ARCH: u32 = 183 | 0x8000_0000 | 0x4000_0000;
+#[cfg(target_arch = "riscv64")]
+const ARCH: u32 = 243 | 0x8000_0000 | 0x4000_0000;
 
 /// Runs classic BPF as seccomp does, on (nr, arch, args).
 fn run(prog: &[libc::sock_filter], nr: i64, arch: u32, args: [u64; 6]) -> u32 {
@@ -499,7 +501,11 @@ fn a_program_too_long_for_short_jumps_is_laid_out_with_ja() {
             (nr, vec![rules::Check::When(vec![c])])
         })
         .collect();
-    let (prog, slots) = compile::program(&r, ARCH).expect("the long layout assembles");
+    let head = compile::Head {
+        arch: ARCH,
+        deny_x32: true,
+    };
+    let (prog, slots) = compile::program(&r, head).expect("the long layout assembles");
     assert!(prog.len() > 1000, "{} instructions", prog.len());
     assert!(slots.is_empty());
     assert!(prog.iter().any(|i| i.code == 0x05), "no ja in the program");
@@ -513,4 +519,27 @@ fn a_program_too_long_for_short_jumps_is_laid_out_with_ja() {
             assert_eq!(run(&prog, nr, ARCH, args), want, "syscall {nr}, hit {hit}");
         }
     }
+}
+
+#[test]
+fn a_program_the_kernel_would_refuse_is_a_build_error() {
+    // Found by an attack on the compiler: the kernel loads at most 4096
+    // instructions; longer must fail when built, not when installed.
+    let nrs: Vec<i64> = (0..2000).collect();
+    let e = Filter::failing(&nrs, libc::EPERM).unwrap_err();
+    assert!(e.message.contains("4096"), "{}", e.message);
+}
+
+#[test]
+fn a_fault_injection_filter_changes_nothing_but_its_syscalls() {
+    let f = Filter::no_landlock(libc::ENOSYS).unwrap();
+    let a = [0u64; 6];
+    assert_eq!(
+        run(&f.prog, libc::SYS_landlock_create_ruleset, ARCH, a),
+        errno(libc::ENOSYS)
+    );
+    for nr in [0, libc::SYS_read, 0xffff_ffff, 0x4000_0000 | libc::SYS_read] {
+        assert_eq!(run(&f.prog, nr, ARCH, a), ALLOW, "syscall {nr:#x}");
+    }
+    assert_eq!(run(&f.prog, 0, ARCH ^ 1, a), KILL_PROCESS);
 }
