@@ -3,7 +3,8 @@
 //! The program:
 //! 1. the architecture check: a syscall made through another ABI (i386
 //!    `int 0x80` from a 64-bit process) kills the process;
-//! 2. x32 syscall numbers (the x32 bit set) fail with EPERM;
+//! 2. x32 syscall numbers (the x32 bit set) fail with EPERM (the sandbox's
+//!    filter; fault-injection filters leave them alone, [`Head`]);
 //! 3. a balanced binary search on the syscall number (`JGE` nodes, leaves
 //!    of at most [`LEAF`] `JEQ`s): a syscall without rules is allowed after
 //!    about log2(rules / 4) + 4 instructions, whatever it is;
@@ -14,9 +15,10 @@
 //! filter once for every syscall number when it is installed, to find the
 //! ones always allowed (`seccomp_cache_prepare`), and then runs it on every
 //! syscall the cache cannot decide. With ~100 rules a linear chain walks
-//! ~400 instructions for most numbers; installing it in the child cost
-//! 833 µs against 396 µs for a 9-instruction filter (300 interleaved
-//! forks). The search walks ~12.
+//! most of its ~400 instructions for most numbers; installing it in the
+//! child cost 833 µs against 396 µs for a 9-instruction filter (300
+//! interleaved forks). The search walks about 13 on average (5800–6000
+//! for the 471 numbers 0–470), at most 33.
 
 use libc::sock_filter;
 
