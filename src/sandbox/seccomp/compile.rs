@@ -141,8 +141,11 @@ fn layout(
     }
     let allow = a.label();
     search(&mut a, &keys, reach, allow);
-    a.bind(allow);
-    a.ret(RET_ALLOW);
+    if reach == Reach::Short {
+        // The long layout's leaves return allow themselves.
+        a.bind(allow);
+        a.ret(RET_ALLOW);
+    }
     // 4. The blocks.
     for (checks, label) in &blocks {
         a.bind(*label);
